@@ -1,0 +1,474 @@
+"""XSAM: a more faithful implementation of sharpness-aware minimisation.
+
+Chen & Zhou, "Revisiting Sharpness-Aware Minimization: A More Faithful and Effective
+Implementation", ICLR 2026.
+
+SAM's update uses the gradient at the ascent point ``theta_k``; XSAM notes that the
+direction that really increases the loss lies between ``v0`` (from ``theta_0`` to
+``theta_k``) and ``v1`` (the gradient at ``theta_k``), and moves along
+``||g(theta_k)|| * slerp(v0, v1; alpha)``. ``alpha = 1`` is SAM; ``alpha`` is found by
+a line search over the arc, once per epoch.
+
+The two building blocks, :func:`xsam_ascent` and :func:`alpha_search`, are public:
+the XSAM plane probe reuses them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import NonFiniteLossError, SharpscopeError
+from .base import SharpnessAwareOptimizer, check_number, sam_ascent_
+from .geometry import global_dot, global_norm, slerp_coefficients
+
+__all__ = ["AscentResult", "xsam_ascent", "alpha_search", "alpha_grid", "XSAM"]
+
+_EPS = 1e-12
+
+
+@dataclass
+class AscentResult:
+    """What :func:`xsam_ascent` found.
+
+    Attributes:
+        v0: unit vector ``(theta_k - theta_0) / ||.||``, aligned with the parameters.
+        v1: unit vector ``g(theta_k) / ||g(theta_k)||``.
+        grad: ``g(theta_k)`` itself.
+        grad_norm: ``||g(theta_k)||``.
+        cos_psi: cosine of the angle between ``v0`` and ``v1`` (clamped to [-1, 1]).
+        psi: that angle in radians.
+        path: displacements ``theta_i - theta_0`` for ``i = 1..k`` when ``record_path``.
+    """
+
+    v0: list[Tensor]
+    v1: list[Tensor]
+    grad: list[Tensor]
+    grad_norm: float
+    cos_psi: float
+    psi: float
+    path: list[list[Tensor]] | None = None
+
+
+def _call_grad_fn(
+    grad_fn: Callable[[], Sequence[Tensor | None]], params: list[Tensor]
+) -> list[Tensor]:
+    with torch.enable_grad():
+        grads = list(grad_fn())
+    if len(grads) != len(params):
+        raise SharpscopeError(
+            f"grad_fn returned {len(grads)} gradients for {len(params)} parameters"
+        )
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
+
+
+def xsam_ascent(
+    params: list[Tensor],
+    grad_fn: Callable[[], Sequence[Tensor | None]],
+    *,
+    rho: float,
+    steps: int = 1,
+    first_grad: Sequence[Tensor] | None = None,
+    record_path: bool = False,
+    theta0: Sequence[Tensor] | None = None,
+) -> AscentResult:
+    """``k`` normalised-gradient ascent steps of length ``rho / k`` from ``theta_0``.
+
+    Chen & Zhou (ICLR 2026), XSAM: ``theta_i = theta_{i-1} + (rho/k) g_{i-1} / ||g_{i-1}||``
+    for ``i = 1..k``; then
+
+    .. math::
+        v_0 = \\frac{\\theta_k - \\theta_0}{\\|\\theta_k - \\theta_0\\|}, \\quad
+        v_1 = \\frac{g(\\theta_k)}{\\|g(\\theta_k)\\|}, \\quad
+        \\psi = \\arccos(\\mathrm{clamp}(v_0 \\cdot v_1, -1, 1)).
+
+    Modifies ``params`` in place: they hold ``theta_k`` on return; the caller restores
+    ``theta_0``. ``grad_fn()`` returns the gradient of the loss at the CURRENT values of
+    ``params`` (``None`` entries count as zeros). It is called ``steps + 1`` times, or
+    ``steps`` times when ``first_grad`` (the gradient at ``theta_0``) is given.
+    ``theta0`` may pass a copy of the current values that the caller already holds
+    (it is read, never written, and must not change during the call).
+    Norms and the angle are computed in float32 (float64 inputs stay float64).
+
+    Example:
+        >>> w = torch.tensor([1.0, 0.0], requires_grad=True)
+        >>> def grad_fn():
+        ...     w.grad = None
+        ...     (0.5 * (w ** 2).sum()).backward()
+        ...     return [w.grad]
+        >>> res = xsam_ascent([w], grad_fn, rho=0.5, steps=2)
+        >>> [round(x, 4) for x in w.tolist()], round(res.psi, 6)
+        ([1.5, 0.0], 0.0)
+    """
+    check_number("rho", rho, low=0.0)
+    check_number("steps", steps, low=1, integer=True)
+    params = list(params)
+    if not params:
+        raise SharpscopeError("xsam_ascent needs at least one parameter")
+    with torch.no_grad():
+        start = list(theta0) if theta0 is not None else [p.detach().clone() for p in params]
+    grad = list(first_grad) if first_grad is not None else _call_grad_fn(grad_fn, params)
+    if len(grad) != len(params):
+        raise SharpscopeError(f"first_grad has {len(grad)} tensors for {len(params)} parameters")
+    path: list[list[Tensor]] | None = [] if record_path else None
+    radius = rho / steps
+    for _ in range(steps):
+        sam_ascent_(params, grad, radius)
+        if path is not None:
+            with torch.no_grad():
+                path.append(torch._foreach_sub([p.detach() for p in params], start))
+        grad = _call_grad_fn(grad_fn, params)
+    res = _ascent_result(params, start, grad)
+    res.path = path
+    return res
+
+
+@torch.no_grad()
+def _ascent_result(
+    params: list[Tensor], theta0: Sequence[Tensor], grad: list[Tensor]
+) -> AscentResult:
+    """v0, v1, the angle and ||g|| for params at theta_k with gradient ``grad`` there (one host sync)."""
+    disp = torch._foreach_sub([p.detach() for p in params], list(theta0))
+    dn, gn = global_norm(disp), global_norm(grad)
+    cos_t = global_dot(disp, grad) / (dn * gn).clamp_min(_EPS)
+    v0 = torch._foreach_div(disp, dn.clamp_min(_EPS))
+    v1 = torch._foreach_div(grad, gn.clamp_min(_EPS))
+    cos_f, gn_f = torch.stack([cos_t.float(), gn.float()]).tolist()
+    cos_f = min(1.0, max(-1.0, cos_f))
+    return AscentResult(
+        v0=v0, v1=v1, grad=grad, grad_norm=gn_f, cos_psi=cos_f, psi=math.acos(cos_f)
+    )
+
+
+def alpha_grid(alpha_max: float = 2.0, step: float = 0.1) -> list[float]:
+    """``[0, step, 2 step, ..., alpha_max]`` (``alpha_max`` included when it is a multiple of ``step``)."""
+    check_number("alpha_max", alpha_max, low=0.0)
+    check_number("alpha_step", step, low=0.0, strict=True)
+    n = int(math.floor(alpha_max / step + 1e-9))
+    return [round(i * step, 12) for i in range(n + 1)]
+
+
+def alpha_search(
+    params: list[Tensor],
+    theta0: Sequence[Tensor],
+    v0: Sequence[Tensor],
+    v1: Sequence[Tensor],
+    psi: float,
+    loss_fn: Callable[[], Any],
+    *,
+    rho_max: float,
+    alpha_max: float = 2.0,
+    step: float = 0.1,
+) -> tuple[float, list[float], list[float]]:
+    """XSAM's dynamic choice of ``alpha`` (Chen & Zhou, ICLR 2026).
+
+    Sets ``params`` to ``theta0 + rho_max * slerp(v0, v1; alpha)`` for each alpha in
+    ``0, step, ..., alpha_max``, calls ``loss_fn()`` (under ``torch.no_grad``), restores
+    ``params`` to ``theta0`` (also on error) and returns ``(argmax alpha, alphas,
+    losses)``. NaN and infinite losses never win; ties go to the smallest alpha.
+
+    Raises:
+        NonFiniteLossError: when the loss is not finite at any alpha.
+    """
+    check_number("rho_max", rho_max, low=0.0, strict=True)
+    alphas = alpha_grid(alpha_max, step)
+    params = list(params)
+    losses: list[float] = []
+    try:
+        for a in alphas:
+            c0, c1 = slerp_coefficients(psi, a)
+            with torch.no_grad():
+                torch._foreach_copy_(params, list(theta0))
+                if c0 != 0.0:
+                    torch._foreach_add_(params, list(v0), alpha=rho_max * c0)
+                if c1 != 0.0:
+                    torch._foreach_add_(params, list(v1), alpha=rho_max * c1)
+                value = loss_fn()
+            losses.append(float(value))
+    finally:
+        with torch.no_grad():
+            torch._foreach_copy_(params, list(theta0))
+    best = None
+    for i, value in enumerate(losses):
+        if math.isfinite(value) and (best is None or value > losses[best]):
+            best = i
+    if best is None:
+        raise NonFiniteLossError(
+            f"XSAM alpha search: the loss is not finite at any alpha in [0, {alpha_max:g}]"
+        )
+    return alphas[best], alphas, losses
+
+
+class XSAM(SharpnessAwareOptimizer):
+    """XSAM (Chen & Zhou, ICLR 2026) around any base optimizer.
+
+    Each step: ``k`` ascent steps of length ``rho/k`` from ``theta_0`` (:func:`xsam_ascent`),
+    back to ``theta_0``, the parameters' ``.grad`` replaced by
+    ``||g(theta_k)|| * slerp(v0, v1; alpha)``, base optimizer step. ``alpha = 1`` and
+    ``k = 1`` is SAM, bit for bit; ``alpha = 0`` moves along ``v0``.
+
+    Args:
+        params: module or parameters (see :class:`SharpnessAwareOptimizer`).
+        base_optimizer: ``"sgd"``, ``"adamw"`` or an optimizer class.
+        rho: total ascent radius (> 0).
+        steps: number of ascent steps ``k`` (>= 1).
+        alpha: a fixed alpha, or ``None`` (default) for the dynamic search.
+        rho_max: radius of the alpha search (default ``2 * rho``).
+        alpha_max: largest alpha searched (default 2).
+        alpha_step: grid spacing of the search (default 0.1).
+        search_every: dynamic alpha: search every this many steps; ``None`` (default):
+            at the first step and at the first step after each :meth:`new_epoch` call.
+        bn_policy: ``"clean"`` or ``"all"`` (see :class:`SharpnessAwareOptimizer`).
+        **base_kwargs: for the base optimizer.
+
+    Attributes:
+        alpha: the current alpha.
+        alpha_history: one dict ``{step, alpha, alphas, losses}`` per search.
+    """
+
+    name = "xsam"
+
+    def __init__(
+        self,
+        params: nn.Module | Iterable[Any],
+        base_optimizer: Any = "sgd",
+        *,
+        rho: float = 0.05,
+        steps: int = 1,
+        alpha: float | None = None,
+        rho_max: float | None = None,
+        alpha_max: float = 2.0,
+        alpha_step: float = 0.1,
+        search_every: int | None = None,
+        bn_policy: str = "clean",
+        model: nn.Module | None = None,
+        **base_kwargs: Any,
+    ) -> None:
+        check_number("rho", rho, low=0.0, strict=True)
+        self.steps = int(check_number("steps", steps, low=1, integer=True))
+        self.dynamic = alpha is None
+        self.alpha = 1.0 if alpha is None else float(check_number("alpha", alpha))
+        self.rho_max = float(
+            2.0 * rho if rho_max is None else check_number("rho_max", rho_max, low=0.0, strict=True)
+        )
+        self.alpha_max = float(check_number("alpha_max", alpha_max, low=0.0))
+        self.alpha_step = float(check_number("alpha_step", alpha_step, low=0.0, strict=True))
+        if search_every is not None:
+            check_number("search_every", search_every, low=1, integer=True)
+        self.search_every = search_every
+        self.alpha_history: list[dict[str, Any]] = []
+        self.search_due = self.dynamic
+        self.last_ascent: AscentResult | None = None
+        super().__init__(
+            params, base_optimizer, rho=rho, bn_policy=bn_policy, model=model, **base_kwargs
+        )
+
+    # ------------------------------------------------------------------ schedule of the search
+    def new_epoch(self) -> None:
+        """Ask for an alpha search at the next step (dynamic alpha, ``search_every=None``)."""
+        if self.dynamic and self.search_every is None:
+            self.search_due = True
+
+    def _search_now(self) -> bool:
+        if not self.dynamic:
+            return False
+        if self.search_every is not None:
+            return self.steps_done % self.search_every == 0
+        return self.search_due
+
+    # ------------------------------------------------------------------ the update
+    @torch.no_grad()
+    def _set_update(self, params: list[Tensor], res: AscentResult) -> None:
+        c0, c1 = slerp_coefficients(res.psi, self.alpha)
+        if c0 == 0.0 and c1 == 1.0:
+            direction = res.grad  # SAM: the gradient at theta_k as is
+        else:
+            direction = torch._foreach_mul(res.grad, c1)
+            torch._foreach_add_(direction, res.v0, alpha=c0 * res.grad_norm)
+        for p, d in zip(params, direction, strict=True):
+            p.grad = d
+
+    def _search(self, params: list[Tensor], res: AscentResult, loss_fn: Callable[[], Any]) -> None:
+        best, alphas, losses = alpha_search(
+            params,
+            self._theta0,
+            res.v0,
+            res.v1,
+            res.psi,
+            loss_fn,
+            rho_max=self.rho_max,
+            alpha_max=self.alpha_max,
+            step=self.alpha_step,
+        )
+        self.alpha = float(best)
+        self.search_due = False
+        self.alpha_history.append(
+            {
+                "step": self.steps_done,
+                "alpha": self.alpha,
+                "alphas": alphas,
+                "losses": [v if math.isfinite(v) else None for v in losses],
+            }
+        )
+
+    def _finish(
+        self, params: list[Tensor], res: AscentResult, loss_fn: Callable[[], Any] | None
+    ) -> None:
+        """At theta_k with res: back to theta_0, maybe search alpha, set .grad, base step."""
+        with torch.no_grad():
+            torch._foreach_copy_(params, self._theta0)
+        self._active = None
+        self.last_ascent = res
+        if self._search_now():
+            if loss_fn is None:
+                self._unfreeze_bn()
+                raise SharpscopeError(
+                    f"xsam: an alpha search is due at step {self.steps_done}: pass loss_fn= (a callable "
+                    "returning the loss at the current weights without backward)"
+                )
+            self._search(params, res, loss_fn)
+        self._unfreeze_bn()
+        self._set_update(params, res)
+        self.base_optimizer.step()
+        self.steps_done += 1
+
+    # ------------------------------------------------------------------ closure API
+    @torch.no_grad()
+    def step(
+        self,
+        closure: Callable[[], Any] | None = None,
+        *,  # type: ignore[override]
+        loss_fn: Callable[[], Any] | None = None,
+    ) -> Any:
+        """One XSAM step (davda54/sam closure semantics, see :class:`SharpnessAwareOptimizer`).
+
+        The gradient at ``theta_0`` must be in ``.grad``; ``closure`` (forward and
+        backward at the current weights, returns the loss) is called ``k`` times.
+        ``loss_fn`` (the loss at the current weights, no backward) is used for the alpha
+        search when one is due; without it the closure is used and its gradients dropped.
+        Returns the closure's last loss (at ``theta_k``).
+        """
+        closure = self._check_closure(closure)
+        params = self._params_with_grad()
+        first = [p.grad for p in params]
+        self._save_theta0(params)
+        self._freeze_bn()
+        self._active = params
+        last: list[Any] = [None]
+
+        def grad_fn() -> list[Tensor | None]:
+            self.zero_grad()
+            last[0] = closure()
+            return [p.grad for p in params]
+
+        def closure_loss() -> float:
+            self.zero_grad()  # never accumulate into the gradient at theta_k held by the result
+            with torch.enable_grad():
+                value = closure()
+            self.zero_grad()
+            return float(value)
+
+        try:
+            res = xsam_ascent(
+                params,
+                grad_fn,
+                rho=self.rho,
+                steps=self.steps,
+                first_grad=first,
+                theta0=self._theta0,
+            )
+            self._finish(params, res, loss_fn if loss_fn is not None else closure_loss)
+        except BaseException:
+            self._abort()
+            raise
+        return last[0]
+
+    # ------------------------------------------------------------------ two-pass API
+    def perturbation(self, params: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        raise NotImplementedError  # XSAM's ascent goes through xsam_ascent
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False, closure: Callable[[], Any] | None = None) -> None:
+        """Save ``theta_0`` and ascend to ``theta_k`` with the gradient in ``.grad``.
+
+        ``k > 1`` needs ``closure`` (forward and backward at the current weights) for the
+        intermediate gradients; the gradient at ``theta_k`` is then computed by the
+        caller, as for SAM, before :meth:`second_step`.
+        """
+        if self.steps > 1 and closure is None:
+            raise SharpscopeError(
+                f"xsam.first_step with steps={self.steps} needs closure= for the "
+                "intermediate gradients (or use step(closure))"
+            )
+        params = self._params_with_grad()
+        self._save_theta0(params)
+        self._freeze_bn()
+        self._active = params
+        try:
+            grad = [p.grad for p in params]
+            for i in range(self.steps):
+                sam_ascent_(params, grad, self.rho / self.steps)
+                if i + 1 < self.steps:
+                    self.zero_grad()
+                    with torch.enable_grad():
+                        closure()  # type: ignore[misc]
+                    grad = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        except BaseException:
+            self._abort()
+            raise
+        if zero_grad:
+            self.zero_grad()
+
+    @torch.no_grad()
+    def second_step(
+        self, zero_grad: bool = False, loss_fn: Callable[[], Any] | None = None
+    ) -> None:  # type: ignore[override]
+        """With ``g(theta_k)`` in ``.grad``: back to ``theta_0``, alpha search when due
+        (``loss_fn`` required then), ``.grad`` replaced by the XSAM direction, base step."""
+        if self._active is None:
+            raise SharpscopeError("xsam.second_step() called without first_step()")
+        params = self._active
+        res = _ascent_result(
+            params,
+            self._theta0,
+            [torch.zeros_like(p) if p.grad is None else p.grad for p in params],
+        )
+        try:
+            self._finish(params, res, loss_fn)
+        except BaseException:
+            self._abort()
+            raise
+        if zero_grad:
+            self.zero_grad()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return {
+            **super().hparams,
+            "steps": self.steps,
+            "alpha": None if self.dynamic else self.alpha,
+            "rho_max": self.rho_max,
+            "alpha_max": self.alpha_max,
+            "alpha_step": self.alpha_step,
+            "search_every": self.search_every,
+        }
+
+    def _wrapper_state(self) -> dict[str, Any]:
+        return {
+            **super()._wrapper_state(),
+            "alpha": self.alpha,
+            "search_due": self.search_due,
+            "alpha_history": [dict(h) for h in self.alpha_history],
+        }
+
+    def _load_wrapper_state(self, state: dict[str, Any]) -> None:
+        super()._load_wrapper_state(state)
+        self.alpha = float(state.get("alpha", self.alpha))
+        self.search_due = bool(state.get("search_due", self.search_due))
+        self.alpha_history = [dict(h) for h in state.get("alpha_history", [])]
