@@ -17,13 +17,14 @@ model and data are named by the caller.
 
 from __future__ import annotations
 
-import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,6 +42,8 @@ __all__ = [
     "load_checkpoint",
     "load_state_dict_strict",
     "state_dict_mismatch",
+    "safe_torch_load",
+    "to_plain_data",
 ]
 
 FORMAT = "sharpscope-checkpoint"
@@ -111,6 +114,57 @@ def _is_buffer_name(key: str) -> bool:
     return key.endswith(("running_mean", "running_var", "num_batches_tracked"))
 
 
+_PLAIN_SCALARS = (type(None), bool, int, float, str)
+_TORCH_PLAIN = (torch.dtype, torch.device, torch.Size)
+
+
+def to_plain_data(obj: Any, *, where: str = "value") -> Any:
+    """``obj`` as plain data that ``torch.load(weights_only=True)`` accepts.
+
+    NumPy scalars become Python numbers, NumPy arrays tensors, paths strings,
+    tensors are detached and moved to the CPU; dict keys must be strings or
+    integers. Anything else (a function, a class instance) is a
+    :class:`CheckpointError` naming where it was, so a checkpoint that could not be
+    loaded safely is never written.
+    """
+    if type(obj) in _PLAIN_SCALARS or isinstance(obj, _TORCH_PLAIN):
+        return obj
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            raise CheckpointError(f"cannot save {where}: a NumPy array of Python objects is not plain data")
+        return torch.from_numpy(np.ascontiguousarray(obj).copy())
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if isinstance(k, np.generic):
+                k = k.item()
+            if type(k) not in (str, int):
+                raise CheckpointError(f"cannot save {where}: key {k!r} is a {type(k).__name__}; use strings or integers")
+            out[k] = to_plain_data(v, where=f"{where}[{k!r}]")
+        return out
+    if isinstance(obj, (list, tuple)):
+        items = [to_plain_data(v, where=f"{where}[{i}]") for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items)
+    raise CheckpointError(
+        f"cannot save {where}: a {type(obj).__name__} is not plain data (use tensors, numbers, strings, "
+        "lists and dicts) so the checkpoint could not be loaded safely"
+    )
+
+
 def save_checkpoint(path: str | Path, *, model: nn.Module, model_spec: ModelSpec | dict[str, Any],
                     input_shape: tuple[int, ...] | list[int], num_classes: int,
                     data_spec: DataSpec | dict[str, Any] | str, loss: str = "cross_entropy",
@@ -123,49 +177,90 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, model_spec: ModelSpec
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model": {**spec.to_dict(), "input_shape": [int(s) for s in input_shape], "num_classes": int(num_classes)},
-        "data": dspec.to_dict(),
-        "loss": loss,
+        "model": to_plain_data(
+            {**spec.to_dict(), "input_shape": [int(s) for s in input_shape], "num_classes": int(num_classes)},
+            where="model"),
+        "data": to_plain_data(dspec.to_dict(), where="data"),
+        "loss": str(loss),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "optimizer": optimizer or {},
-        "seed": seed,
-        "metrics": list(metrics or []),
+        "optimizer": to_plain_data(optimizer or {}, where="optimizer"),
+        "seed": None if seed is None else int(seed),
+        "metrics": to_plain_data(list(metrics or []), where="metrics"),
         "versions": {"sharpscope": str(__version__), "torch": str(torch.__version__)},
-        "extra": extra or {},
+        "extra": to_plain_data(extra or {}, where="extra"),
     }
     if resume is not None:
-        payload["resume"] = resume
+        payload["resume"] = to_plain_data(resume, where="resume")
     path = Path(path)
     atomic_torch_save(payload, path)
     return path
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
-def _torch_load(path: Path) -> Any:
+def _load_failure(path: Path, exc: BaseException, what: str) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` refused or failed on ``path``."""
+    text = str(exc)
+    match = re.search(r"GLOBAL ([\w.]+)", text)
+    if match or "Unsupported global" in text:
+        name = match.group(1) if match else "an unknown global"
+        return (f"{path}: refused to load: it holds a pickled {name} object, not only tensors and "
+                f"plain data; sharpscope never runs code from a {what}")
+    if not zipfile.is_zipfile(path):
+        return f"{path} is not a torch.save file (truncated, corrupt or another format?)"
+    if "Weights only load failed" in text:
+        detail = re.search(r"Unsupported (operand|class)[^.\n]*", text)
+        return (f"{path}: refused to load: it holds pickled data other than tensors and plain data"
+                f"{f' ({detail.group(0)})' if detail else ''}; sharpscope never runs code from a {what}")
+    return f"{path} is not a readable torch {what} (truncated or corrupt?): {_first_line(exc)[:160]}"
+
+
+def safe_torch_load(path: str | Path, *, error: type[Exception] = CheckpointError,
+                    what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; every failure is one ``error`` line.
+
+    A file holding anything but tensors and plain data (a pickled function, a class
+    instance) is refused by torch's restricted unpickler before any of it runs.
+    """
+    path = Path(path).expanduser()
     if not path.exists():
-        raise CheckpointError(f"no such file: {path}")
+        raise error(f"no such file: {path}")
     if path.is_dir():
-        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+        raise error(f"{path} is a folder, not a {what} file")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty")
+        raise error(f"{path} is empty")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        match = re.search(r"Unsupported global: GLOBAL ([\w.]+)|Unsupported operand \d+|[Uu]nsupported[^.\n]*", str(exc))
-        detail = f" ({match.group(1) or match.group(0)})" if match else ""
-        raise CheckpointError(
-            f"{path}: refused to load: it holds pickled objects other than tensors and plain data{detail}; "
-            "sharpscope never runs code from a checkpoint"
-        ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as exc:
-        msg = _first_line(exc)
-        if "Weights only load failed" in msg or "Unsupported global" in str(exc):
-            raise CheckpointError(f"{path}: refused to load: it contains objects that are not plain data") from exc
-        raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or corrupt?): {msg}") from exc
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means an unusable file; say which
+        raise error(_load_failure(path, exc, what)) from exc
+    for w in caught:  # torch's warnings about a file that loaded fine still reach the user
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return obj
+
+
+def _torch_load(path: Path) -> Any:
+    return safe_torch_load(path, error=CheckpointError, what="checkpoint")
+
+
+def _check_payload(path: Path, obj: dict[str, Any]) -> None:
+    """Name the first missing or malformed entry of a sharpscope checkpoint."""
+    for key, kind in (("model", dict), ("data", dict), ("state_dict", dict)):
+        if key not in obj:
+            raise CheckpointError(f"{path}: damaged sharpscope checkpoint: no {key!r} entry")
+        if not isinstance(obj[key], kind):
+            raise CheckpointError(
+                f"{path}: damaged sharpscope checkpoint: {key!r} is a {type(obj[key]).__name__}, not a {kind.__name__}"
+            )
+    if "name" not in obj["model"]:
+        raise CheckpointError(f"{path}: damaged sharpscope checkpoint: the model entry has no name")
+    bad = [k for k, v in obj["state_dict"].items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: damaged sharpscope checkpoint: state_dict entry {bad[0]!r} is not a tensor")
 
 
 def _looks_like_state_dict(obj: Any) -> bool:
@@ -188,10 +283,13 @@ def load_checkpoint(path: str | Path, *, model: str | None = None, model_kwargs:
     obj = _torch_load(path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         version = obj.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise CheckpointError(f"{path}: invalid checkpoint format version {version!r}")
+        if version > FORMAT_VERSION:
             raise CheckpointError(
                 f"{path}: checkpoint format version {version} is newer than this sharpscope ({FORMAT_VERSION}); upgrade sharpscope"
             )
+        _check_payload(path, obj)
         ck = Checkpoint(
             path=path, model=dict(obj["model"]), data=dict(obj["data"]), state_dict=obj["state_dict"],
             loss=obj.get("loss", "cross_entropy"), optimizer=obj.get("optimizer") or {}, seed=obj.get("seed"),

@@ -31,6 +31,8 @@ import io
 import os
 import pickle
 import struct
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,8 +179,15 @@ def _split_arrays(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int)
 def _as_tensors(x_train: Any, y_train: Any, x_test: Any, y_test: Any, where: str) -> tuple[torch.Tensor, ...]:
     out = []
     for name, arr in (("x_train", x_train), ("y_train", y_train), ("x_test", x_test), ("y_test", y_test)):
-        t = torch.as_tensor(np.asarray(arr)) if not isinstance(arr, torch.Tensor) else arr
+        try:
+            t = torch.as_tensor(np.asarray(arr)) if not isinstance(arr, torch.Tensor) else arr
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise DataError(f"{where}: {name} is not a numeric array (found a {type(arr).__name__})") from exc
+        if t.is_complex() or t.dtype == torch.bool and name.startswith("x"):
+            raise DataError(f"{where}: {name} must hold real numbers, found {t.dtype}")
         if name.startswith("x"):
+            if t.ndim < 2:
+                raise DataError(f"{where}: {name} must have shape (N, ...) with one sample per row, found {list(t.shape)}")
             t = t.to(torch.float32)
         else:
             if t.is_floating_point() and not torch.equal(t, t.round()):
@@ -195,11 +204,17 @@ def _as_tensors(x_train: Any, y_train: Any, x_test: Any, y_test: Any, where: str
     return xtr, ytr, xte, yte
 
 
-def _num_classes(*ys: torch.Tensor) -> int:
+def _num_classes(*ys: torch.Tensor, declared: int | None = None, where: str = "data") -> int:
+    """The number of classes: the source's own count when it has one, else the largest label + 1."""
     lo = min(int(y.min()) for y in ys if len(y))
     if lo < 0:
-        raise DataError(f"class labels must be >= 0, found {lo}")
-    return max(int(y.max()) for y in ys if len(y)) + 1
+        raise DataError(f"{where}: class labels must be >= 0, found {lo}")
+    hi = max(int(y.max()) for y in ys if len(y))
+    if declared is None:
+        return hi + 1
+    if hi >= declared:
+        raise DataError(f"{where}: label {hi} is out of range for {declared} classes")
+    return int(declared)
 
 
 def _dir(arg: str, name: str) -> Path:
@@ -220,7 +235,7 @@ def _load_digits(arg: str) -> tuple[torch.Tensor, ...]:
 
     d = load_digits()
     x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
-    return _as_tensors(*_split_arrays(x, d.target.astype(np.int64), 0.2, seed=0), where="digits")
+    return (*_as_tensors(*_split_arrays(x, d.target.astype(np.int64), 0.2, seed=0), where="digits"), 10)
 
 
 def _parse_options(arg: str, defaults: dict[str, Any], where: str) -> dict[str, Any]:
@@ -245,8 +260,13 @@ def _parse_options(arg: str, defaults: dict[str, Any], where: str) -> dict[str, 
 def _load_synthetic(arg: str) -> tuple[torch.Tensor, ...]:
     opts = _parse_options(arg, {"train": 512, "test": 128, "classes": 10, "shape": (1, 8, 8),
                                 "seed": 0, "noise": 1.0}, "synthetic")
-    if opts["train"] < 1 or opts["test"] < 0 or opts["classes"] < 2 or any(s < 1 for s in opts["shape"]):
-        raise DataError(f"synthetic: invalid options {opts}")
+    for key, ok, rule in (("train", opts["train"] >= 1, "at least 1"), ("test", opts["test"] >= 0, "at least 0"),
+                          ("classes", opts["classes"] >= 2, "at least 2"),
+                          ("shape", all(s >= 1 for s in opts["shape"]), "positive sizes like 1x8x8"),
+                          ("noise", opts["noise"] >= 0, "at least 0")):
+        if not ok:
+            value = "x".join(map(str, opts[key])) if key == "shape" else opts[key]
+            raise DataError(f"synthetic: {key}={value} is invalid; it must be {rule}")
     g = torch.Generator().manual_seed(opts["seed"])
     dim = int(np.prod(opts["shape"]))
     centers = torch.randn(opts["classes"], dim, generator=g) * 1.5
@@ -258,7 +278,7 @@ def _load_synthetic(arg: str) -> tuple[torch.Tensor, ...]:
 
     xtr, ytr = draw(opts["train"])
     xte, yte = draw(opts["test"])
-    return _as_tensors(xtr, ytr, xte, yte, where="synthetic")
+    return (*_as_tensors(xtr, ytr, xte, yte, where="synthetic"), opts["classes"])
 
 
 def _open_maybe_gzip(path: Path) -> bytes:
@@ -266,7 +286,7 @@ def _open_maybe_gzip(path: Path) -> bytes:
     if raw[:2] == b"\x1f\x8b":
         try:
             return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{path}: corrupt gzip file ({exc})") from exc
     return raw
 
@@ -314,7 +334,11 @@ def _load_mnist(arg: str) -> tuple[torch.Tensor, ...]:
             raise DataError(f"mnist: {split} images must be 3-D and labels 1-D")
     x_train = parts["x_train"].astype(np.float32)[:, None] / 255.0
     x_test = parts["x_test"].astype(np.float32)[:, None] / 255.0
-    return _as_tensors(x_train, parts["y_train"].astype(np.int64), x_test, parts["y_test"].astype(np.int64), "mnist")
+    return (*_as_tensors(x_train, parts["y_train"].astype(np.int64), x_test, parts["y_test"].astype(np.int64), "mnist"), 10)
+
+
+class _Refused(pickle.UnpicklingError):
+    """A pickle asked for a global outside the allowed list."""
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -333,7 +357,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays and plain data are allowed")
+        raise _Refused(f"refusing to load {module}.{name}: only numpy arrays and plain data are allowed")
 
 
 def restricted_unpickle(data: bytes, *, where: str = "pickle") -> Any:
@@ -343,9 +367,9 @@ def restricted_unpickle(data: bytes, *, where: str = "pickle") -> Any:
     """
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
+    except _Refused as exc:
         raise DataError(f"{where}: {exc}") from exc
-    except (EOFError, ValueError, TypeError, struct.error, IndexError, AttributeError, ImportError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, struct.error, IndexError, AttributeError, ImportError) as exc:
         raise DataError(f"{where}: not a readable CIFAR pickle ({type(exc).__name__}: {exc})") from exc
 
 
@@ -357,14 +381,18 @@ def _unpickle_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarra
     key = label_key.decode()
     if "data" not in obj or key not in obj:
         raise DataError(f"{path}: missing 'data' or '{key}' entries")
-    x = np.asarray(obj["data"], dtype=np.uint8)
-    y = np.asarray(obj[key], dtype=np.int64)
+    try:
+        x = np.asarray(obj["data"], dtype=np.uint8)
+        y = np.asarray(obj[key], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DataError(f"{path}: 'data' must be uint8 pixels and '{key}' integers ({exc})") from exc
     if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(y):
         raise DataError(f"{path}: expected data of shape (N, 3072) and N labels, found {list(x.shape)} and {len(y)}")
     return x.reshape(-1, 3, 32, 32), y
 
 
-def _cifar(arg: str, name: str, train_files: list[str], test_files: list[str], sub: str, label: bytes) -> tuple[torch.Tensor, ...]:
+def _cifar(arg: str, name: str, train_files: list[str], test_files: list[str], sub: str, label: bytes,
+           classes: int) -> tuple[Any, ...]:
     folder = _dir(arg, name)
     if not (folder / test_files[0]).is_file() and (folder / sub).is_dir():
         folder = folder / sub
@@ -375,16 +403,17 @@ def _cifar(arg: str, name: str, train_files: list[str], test_files: list[str], s
     te = [_unpickle_batch(folder / f, label) for f in test_files]
     x_train = np.concatenate([a for a, _ in tr]).astype(np.float32) / 255.0
     x_test = np.concatenate([a for a, _ in te]).astype(np.float32) / 255.0
-    return _as_tensors(x_train, np.concatenate([b for _, b in tr]), x_test, np.concatenate([b for _, b in te]), name)
+    return (*_as_tensors(x_train, np.concatenate([b for _, b in tr]), x_test, np.concatenate([b for _, b in te]), name),
+            classes)
 
 
 def _load_cifar10(arg: str) -> tuple[torch.Tensor, ...]:
     return _cifar(arg, "cifar10", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
-                  "cifar-10-batches-py", b"labels")
+                  "cifar-10-batches-py", b"labels", 10)
 
 
 def _load_cifar100(arg: str) -> tuple[torch.Tensor, ...]:
-    return _cifar(arg, "cifar100", ["train"], ["test"], "cifar-100-python", b"fine_labels")
+    return _cifar(arg, "cifar100", ["train"], ["test"], "cifar-100-python", b"fine_labels", 100)
 
 
 def _load_tensors(arg: str) -> tuple[torch.Tensor, ...]:
@@ -401,13 +430,15 @@ def _load_tensors(arg: str) -> tuple[torch.Tensor, ...]:
                 if missing:
                     raise DataError(f"{path}: missing arrays {', '.join(missing)} (has {', '.join(z.files)})")
                 arrays = [z[k] for k in keys]
-        except (ValueError, OSError) as exc:
-            raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+        except DataError:
+            raise
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            detail = "it holds pickled objects" if "pickle" in str(exc) else f"{type(exc).__name__}: {exc}"
+            raise DataError(f"{path}: not a readable .npz file of numeric arrays ({detail})") from exc
     elif path.suffix in (".pt", ".pth"):
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
-            raise DataError(f"{path}: not a readable tensor file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        from .checkpoint import safe_torch_load
+
+        obj = safe_torch_load(path, error=DataError, what="tensor file")
         if not isinstance(obj, dict):
             raise DataError(f"{path}: expected a dict with {', '.join(keys)}")
         missing = [k for k in keys if k not in obj]
@@ -441,7 +472,7 @@ def _read_image_folder(folder: Path, classes: list[str]) -> tuple[list[np.ndarra
 
 def _stack_images(images: list[np.ndarray], paths: list[Path]) -> np.ndarray:
     shape = images[0].shape
-    for im, p in zip(images, paths):
+    for im, p in zip(images, paths, strict=True):
         if im.shape != shape:
             raise DataError(f"folder: image {p} is {im.shape[1]}x{im.shape[0]}, others are {shape[1]}x{shape[0]}; resize them to one size")
     x = np.stack(images).astype(np.float32) / 255.0  # N, H, W, 3
@@ -456,8 +487,11 @@ def _load_folder(arg: str) -> tuple[torch.Tensor, ...]:
     if (folder / "train").is_dir() and (folder / "test").is_dir():
         classes = sorted(d.name for d in (folder / "train").iterdir() if d.is_dir())
         test_classes = sorted(d.name for d in (folder / "test").iterdir() if d.is_dir())
-        if not classes or set(test_classes) - set(classes):
-            raise DataError(f"folder: {folder}/test has classes not in {folder}/train")
+        if not classes:
+            raise DataError(f"folder: {folder}/train has no class sub-folders")
+        extra = sorted(set(test_classes) - set(classes))
+        if extra:
+            raise DataError(f"folder: {folder}/test has classes not in {folder}/train: {', '.join(extra)}")
         tr_im, tr_y, tr_p = _read_image_folder(folder / "train", classes)
         te_im, te_y, te_p = _read_image_folder(folder / "test", test_classes)
         te_y = [classes.index(test_classes[i]) for i in te_y]
@@ -465,7 +499,8 @@ def _load_folder(arg: str) -> tuple[torch.Tensor, ...]:
             raise DataError(f"folder: no images found in {folder}/train")
         x = _stack_images(tr_im + te_im, tr_p + te_p)
         n = len(tr_im)
-        return _as_tensors(x[:n], np.array(tr_y), x[n:], np.array(te_y, dtype=np.int64), str(folder))
+        return (*_as_tensors(x[:n], np.array(tr_y), x[n:], np.array(te_y, dtype=np.int64), str(folder)),
+                len(classes))
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
     if not classes:
         raise DataError(f"folder: {folder} has no class sub-folders")
@@ -473,10 +508,13 @@ def _load_folder(arg: str) -> tuple[torch.Tensor, ...]:
     if len(images) < 2:
         raise DataError(f"folder: found {len(images)} images in {folder}; need at least 2")
     x = _stack_images(images, paths)
-    return _as_tensors(*_split_arrays(x, np.array(labels, dtype=np.int64), 0.2, seed=0), where=str(folder))
+    return (*_as_tensors(*_split_arrays(x, np.array(labels, dtype=np.int64), 0.2, seed=0), where=str(folder)),
+            len(classes))
 
 
-DATA_SOURCES: dict[str, Callable[[str], tuple[torch.Tensor, ...]]] = {
+# Each loader takes the text after "name:" and returns (x_train, y_train, x_test, y_test)
+# and, when the source knows it, the number of classes as a fifth item.
+DATA_SOURCES: dict[str, Callable[[str], tuple[Any, ...]]] = {
     "digits": _load_digits,
     "synthetic": _load_synthetic,
     "mnist": _load_mnist,
@@ -502,8 +540,9 @@ def load_data(spec: str | DataSpec = "digits", *, samples: int | None = None, se
     name, _, arg = str(spec).partition(":")
     if name not in DATA_SOURCES:
         raise DataError(f"unknown data source {name!r}: choose one of {', '.join(DATA_SOURCES)}")
-    x_train, y_train, x_test, y_test = DATA_SOURCES[name](arg)
-    num_classes = _num_classes(y_train, y_test)
+    loaded = DATA_SOURCES[name](arg)
+    x_train, y_train, x_test, y_test = loaded[:4]
+    num_classes = _num_classes(y_train, y_test, declared=loaded[4] if len(loaded) > 4 else None, where=name)
     x_train, y_train = subsample(x_train, y_train, samples, seed=seed)
     mean = std = None
     if normalize:
