@@ -278,6 +278,10 @@ def _import_factory(path: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ModelSpecError(f"cannot import module {module_name!r} for model {path!r}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+        raise ModelSpecError(
+            f"importing module {module_name!r} for model {path!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -319,6 +323,10 @@ def build_model(spec: str | ModelSpec, *, input_shape: Sequence[int], num_classe
             model = factory(**kw)
         except TypeError as exc:
             raise ModelSpecError(f"model {name!r} rejected its arguments {kw}: {exc}") from exc
+        except ModelSpecError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's factory failed; say where
+            raise ModelSpecError(f"model {name!r} failed to build with {kw}: {type(exc).__name__}: {exc}") from exc
         if not isinstance(model, nn.Module):
             raise ModelSpecError(f"{name!r} returned {type(model).__name__}, not a torch.nn.Module")
         return model
@@ -329,7 +337,9 @@ def build_model(spec: str | ModelSpec, *, input_shape: Sequence[int], num_classe
     _check_kwargs(name, kw)
     try:
         return MODELS[name](tuple(input_shape), int(num_classes), **kw)
-    except TypeError as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, ModelSpecError):
+            raise
         raise ModelSpecError(f"model {name!r} rejected its arguments {kw}: {exc}") from exc
 
 
