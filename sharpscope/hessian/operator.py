@@ -1,0 +1,484 @@
+"""The Hessian of a model's mean loss as a linear operator.
+
+One operator serves every curvature probe in sharpscope (Lanczos, trace, density,
+sharpness): it multiplies the Hessian of the sample-weighted mean loss over a data
+source with blocks of vectors. Parameters are keyed by name; vectors are flat
+tensors in the order of :attr:`HessianOperator.names`.
+
+.. math::
+
+    H = \\sum_b \\frac{n_b}{N} \\nabla^2_\\theta \\frac{1}{n_b}\\sum_{i \\in b} \\ell(f(x_i; \\theta), y_i)
+
+Two product backends:
+
+* ``forward``: forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad`` on
+  :func:`torch.func.functional_call`, with ``vmap`` over a block of vectors so one
+  pass over the data serves several products (Pearlmutter 1994; the curvlinops way).
+* ``double``: double-backward autograd (``autograd.grad`` of the gradient), for
+  models ``torch.func`` cannot trace. With a single batch the gradient graph is
+  kept and reused for every product, as PyHessian does.
+
+``auto`` times a few products of each on the device and keeps the faster
+(cached per device and model shape).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._func import params_dict, probe_mode, select_parameters
+from ..errors import SharpscopeError
+
+__all__ = ["HessianOperator", "BACKENDS", "clear_backend_cache"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+BACKENDS = ("auto", "forward", "double")
+_BACKEND_CACHE: dict[tuple, tuple[str, int]] = {}
+_DROPOUT_TYPES = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
+
+
+def clear_backend_cache() -> None:
+    """Forget the backends ``auto`` chose (they are cached per device and model shape)."""
+    _BACKEND_CACHE.clear()
+
+
+def _is_batch(obj: Any) -> bool:
+    return (
+        isinstance(obj, (tuple, list))
+        and len(obj) == 2
+        and isinstance(obj[0], torch.Tensor)
+        and isinstance(obj[1], torch.Tensor)
+    )
+
+
+def _active_dropout(model: nn.Module) -> list[str]:
+    return [
+        name or type(m).__name__
+        for name, m in model.named_modules()
+        if isinstance(m, _DROPOUT_TYPES) and m.training and float(getattr(m, "p", 0.0)) > 0
+    ]
+
+
+class HessianOperator:
+    """Hessian of the mean loss of ``model`` over ``data``, restricted to chosen parameters.
+
+    Args:
+        model: any ``nn.Module``; it is never modified (products run through
+            :func:`torch.func.functional_call` on detached copies of the parameters).
+        loss_fn: ``loss_fn(output, y)`` returning the mean loss of a batch.
+        data: one ``(x, y)`` batch or any re-iterable of batches (a list, a DataLoader).
+            Batches are moved to the model's device (and floating inputs to its dtype).
+        params: ``None``/``"all"`` (every trainable parameter), a regular expression
+            searched in parameter names, or an explicit list of names.
+        mode: ``"eval"`` (default) or ``"train"`` (batch statistics in BatchNorm, running
+            statistics frozen), see :func:`sharpscope._func.probe_mode`.
+        backend: ``"auto"``, ``"forward"`` or ``"double"``.
+        block_size: vectors per ``vmap`` pass of the forward backend.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> net = nn.Linear(3, 2).double()
+        >>> x, y = torch.randn(8, 3, dtype=torch.float64), torch.randint(0, 2, (8,))
+        >>> H = HessianOperator(net, nn.functional.cross_entropy, (x, y), backend="forward")
+        >>> H.shape
+        (8, 8)
+        >>> from sharpscope.reference import dense_hessian
+        >>> v = torch.randn(8, dtype=torch.float64)
+        >>> bool(torch.allclose(H @ v, dense_hessian(net, nn.functional.cross_entropy, (x, y)) @ v))
+        True
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Any,
+        data: Batch | Iterable[Batch],
+        *,
+        params: str | Sequence[str] | None = None,
+        mode: str = "eval",
+        backend: str = "auto",
+        block_size: int = 8,
+    ) -> None:
+        if mode not in ("eval", "train"):
+            raise SharpscopeError(f"mode must be 'eval' or 'train', got {mode!r}")
+        if backend not in BACKENDS:
+            raise SharpscopeError(f"unknown backend {backend!r}: choose auto, forward or double")
+        if int(block_size) < 1:
+            raise SharpscopeError(f"block size must be at least 1, got {block_size}")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.mode = mode
+        self.block_size = int(block_size)
+        if params is None or isinstance(params, str):
+            self.names = select_parameters(model, params)
+        else:
+            own = dict(model.named_parameters())
+            missing = [n for n in params if n not in own]
+            if missing:
+                raise SharpscopeError(f"unknown parameter names: {', '.join(missing[:5])}")
+            self.names = list(params)
+            if not self.names:
+                raise SharpscopeError("no parameters selected")
+        self._params = {n: t.clone() for n, t in params_dict(model, self.names).items()}
+        chosen = set(self.names)
+        self._others = {n: p.detach() for n, p in model.named_parameters() if n not in chosen}
+        first = next(iter(self._params.values()))
+        self.device = first.device
+        self.dtype = first.dtype
+        self.shapes = {n: tuple(t.shape) for n, t in self._params.items()}
+        self._sizes = [t.numel() for t in self._params.values()]
+        self.dim = int(sum(self._sizes))
+        if _is_batch(data):
+            data = [tuple(data)]
+        self._data = data
+        self._materialised = isinstance(data, (list, tuple))
+        if self._materialised:
+            self._data = [self._move(b) for b in data]
+            if not self._data:
+                raise SharpscopeError("no data: the batch list is empty")
+            self.num_samples: int | None = int(sum(len(y) for _, y in self._data))
+        else:
+            self.num_samples = None
+        self.hvp_count = 0
+        self._graph: tuple[list[torch.Tensor], tuple[torch.Tensor, ...]] | None = None
+        self._fingerprint: list[torch.Tensor] | None = None
+        self._record_fingerprint = False
+        self.requested_backend = backend
+        self.timings: dict[str, float] = {}
+        self.backend = backend if backend != "auto" else self._choose_backend()
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def preferred_block(self) -> int:
+        """Vectors per pass that make products cheapest: the vmap block, or 1 for double backward."""
+        return self.block_size if self.backend == "forward" else 1
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.dim, self.dim)
+
+    def __repr__(self) -> str:
+        return (
+            f"HessianOperator(dim={self.dim}, params={len(self.names)}, mode={self.mode!r}, "
+            f"backend={self.backend!r}, samples={self.num_samples})"
+        )
+
+    def _move(self, batch: Any) -> Batch:
+        if not _is_batch(batch):
+            raise SharpscopeError(
+                f"each batch must be an (x, y) pair of tensors, got {type(batch).__name__}"
+            )
+        x, y = batch
+        x = x.to(self.device, non_blocking=True)
+        if x.is_floating_point() and x.dtype != self.dtype:
+            x = x.to(self.dtype)
+        return x, y.to(self.device, non_blocking=True)
+
+    def batches(self) -> Iterable[Batch]:
+        """Iterate over the data, on the model's device."""
+        if self._materialised:
+            yield from self._data
+            return
+        count = 0
+        for b in self._data:
+            count += 1
+            yield self._move(b)
+        if count == 0:
+            raise SharpscopeError("no data: the batch iterable is empty")
+
+    def zeros(self, k: int | None = None) -> torch.Tensor:
+        shape = (self.dim,) if k is None else (self.dim, k)
+        return torch.zeros(shape, device=self.device, dtype=self.dtype)
+
+    def to_dict(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Split a flat vector into ``{name: tensor}`` (views)."""
+        parts = torch.split(vec, self._sizes)
+        return {n: p.view(self.shapes[n]) for n, p in zip(self.names, parts, strict=False)}
+
+    def from_dict(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Concatenate ``{name: tensor}`` (in :attr:`names` order) into a flat vector."""
+        missing = [n for n in self.names if n not in tensors]
+        if missing:
+            raise SharpscopeError(f"vector lacks parameters: {', '.join(missing[:5])}")
+        return torch.cat([tensors[n].reshape(-1).to(self.device, self.dtype) for n in self.names])
+
+    # ------------------------------------------------------------------ products
+    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
+        if v.ndim == 1:
+            return self.matvec(v)
+        return self.matmat(v)
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """``H @ v`` for a flat vector ``v`` of length :attr:`dim`."""
+        return self.matmat(v.reshape(-1, 1)).reshape(-1)
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """``H @ V`` for ``V`` of shape ``(dim, k)``; one pass over the data serves all ``k``."""
+        if V.ndim != 2 or V.shape[0] != self.dim:
+            raise SharpscopeError(
+                f"expected vectors of shape ({self.dim}, k), got {tuple(V.shape)}"
+            )
+        rows = V.T.to(self.device, self.dtype).contiguous()  # (k, dim)
+        out = self._products(rows)
+        self.hvp_count += rows.shape[0]
+        return out.T
+
+    def hvp(self, v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``H v`` with ``v`` keyed by parameter name."""
+        return self.to_dict(self.matvec(self.from_dict(v)))
+
+    def _products(self, rows: torch.Tensor) -> torch.Tensor:
+        k = rows.shape[0]
+        acc = torch.zeros_like(rows)
+        total = 0
+        fingerprint = []
+        with probe_mode(self.model, self.mode):
+            if self.backend == "double" and self._materialised and len(self._data) == 1:
+                if self._graph is None:
+                    x, y = self._data[0]
+                    self._graph = self._gradient_graph(x, y)
+                acc = self._double_products(self._graph, rows, retain=True)
+                return acc
+            for x, y in self.batches():
+                n_b = len(y)
+                total += n_b
+                if self._record_fingerprint:
+                    fingerprint.append(
+                        torch.stack([x.detach().double().sum(), y.detach().double().sum()])
+                    )
+                if self.backend == "double":
+                    hv = self._double_products(self._gradient_graph(x, y), rows, retain=False)
+                else:
+                    hv = torch.cat(
+                        [
+                            self._forward_products(x, y, rows[i : i + self.block_size])
+                            for i in range(0, k, self.block_size)
+                        ]
+                    )
+                acc.add_(hv, alpha=float(n_b))
+        if self._record_fingerprint:
+            self._fingerprint = fingerprint
+        if total == 0:
+            raise SharpscopeError("no data: the batch iterable is empty")
+        if self.num_samples is None:
+            self.num_samples = total
+        return acc.div_(float(total))
+
+    def _loss(self, p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        from torch.func import functional_call
+
+        return self.loss_fn(
+            functional_call(self.model, {**self._others, **p}, (x,), strict=False), y
+        )
+
+    def _forward_products(
+        self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
+    ) -> torch.Tensor:
+        from torch.func import grad, jvp, vmap
+
+        base = self._params
+        sizes, names = self._sizes, self.names
+
+        def hvp_one(vec: torch.Tensor) -> torch.Tensor:
+            tangent = {
+                n: t.view(self.shapes[n])
+                for n, t in zip(names, torch.split(vec, sizes), strict=False)
+            }
+            _, out = jvp(grad(lambda p: self._loss(p, x, y)), (base,), (tangent,))
+            return torch.cat([out[n].reshape(-1) for n in names])
+
+        try:
+            with torch.no_grad():
+                if rows.shape[0] == 1:
+                    return hvp_one(rows[0]).unsqueeze(0)
+                return vmap(hvp_one)(rows)
+        except RuntimeError as exc:
+            if "randomness" in str(exc):
+                raise SharpscopeError(
+                    "Hessian products are random: the model uses random operations "
+                    f"({', '.join(_active_dropout(self.model)) or 'e.g. Dropout'}) in {self.mode} mode; "
+                    "use --mode eval"
+                ) from exc
+            raise
+
+    def _gradient_graph(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], tuple]:
+        with torch.enable_grad():
+            leaves = {n: t.detach().requires_grad_(True) for n, t in self._params.items()}
+            loss = self._loss(leaves, x, y)
+            inputs = list(leaves.values())
+            grads = torch.autograd.grad(loss, inputs, create_graph=True, allow_unused=True)
+        return inputs, grads
+
+    def _double_products(
+        self, graph: tuple[list[torch.Tensor], tuple], rows: torch.Tensor, *, retain: bool
+    ) -> torch.Tensor:
+        inputs, grads = graph
+        live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+        out = torch.zeros_like(rows)
+        if not live:
+            return out
+        outputs = [grads[i] for i in live]
+        for j in range(rows.shape[0]):
+            parts = list(torch.split(rows[j], self._sizes))
+            tangents = [parts[i].view_as(grads[i]) for i in live]
+            hv = torch.autograd.grad(
+                outputs,
+                inputs,
+                grad_outputs=tangents,
+                retain_graph=retain or j < rows.shape[0] - 1,
+                allow_unused=True,
+            )
+            out[j] = torch.cat(
+                [
+                    (h if h is not None else torch.zeros_like(p)).reshape(-1)
+                    for h, p in zip(hv, inputs, strict=False)
+                ]
+            )
+        return out
+
+    def release(self) -> None:
+        """Free the cached gradient graph of the double backend."""
+        self._graph = None
+
+    # ------------------------------------------------------------------ checks
+    def check_determinism(self, *, seed: int = 0, rtol: float | None = None) -> torch.Tensor:
+        """Multiply the same random vector twice and raise if the results differ.
+
+        Random operations in the model (Dropout in train mode) or data that change
+        between passes (random augmentation, a shuffling DataLoader) make the
+        "Hessian" a different matrix at each product, which silently breaks Lanczos.
+        Returns the first product's vector ``v`` (for reuse). Costs two products.
+        """
+        if rtol is None:
+            rtol = 1e-10 if self.dtype == torch.float64 else 1e-4
+        g = torch.Generator().manual_seed(int(seed) + 7919)
+        v = torch.randn(self.dim, generator=g, dtype=torch.float64).to(self.device, self.dtype)
+        self._record_fingerprint = True
+        try:
+            a = self.matvec(v)
+            first_print = self._fingerprint
+            b = self.matvec(v)
+            second_print = self._fingerprint
+        finally:
+            self._record_fingerprint = False
+        scale = float(torch.linalg.vector_norm(a)) + float(torch.finfo(self.dtype).tiny)
+        diff = float(torch.linalg.vector_norm(a - b)) / scale
+        if not np.isfinite(diff) or diff > rtol:
+            dropout = _active_dropout(self.model) if self.mode == "train" else []
+            if self.mode == "train" and not dropout:
+                with probe_mode(self.model, "train"):
+                    dropout = _active_dropout(self.model)
+            if dropout:
+                cause = f"the model has Dropout active in train mode ({', '.join(dropout[:3])}); use mode eval"
+            elif (
+                first_print is not None
+                and second_print is not None
+                and (
+                    len(first_print) != len(second_print)
+                    or any(
+                        not torch.equal(p, q)
+                        for p, q in zip(first_print, second_print, strict=False)
+                    )
+                )
+            ):
+                cause = "the batches change between passes (random augmentation or shuffling?)"
+            else:
+                cause = "the model or the data path is not deterministic"
+            raise SharpscopeError(
+                f"Hessian products with the same vector differ by {diff:.3g} (relative): {cause}"
+            )
+        return v
+
+    # ------------------------------------------------------------------ backend choice
+    def _backend_key(self) -> tuple:
+        first = next(iter(self.batches()))
+        return (
+            str(self.device),
+            type(self.model).__qualname__,
+            self.mode,
+            str(self.dtype),
+            tuple((n, self.shapes[n]) for n in self.names),
+            tuple(first[0].shape),
+            self.block_size,
+        )
+
+    def _choose_backend(self) -> str:
+        key = self._backend_key()
+        if key in _BACKEND_CACHE:
+            backend, self.block_size = _BACKEND_CACHE[key]
+            return backend
+        self.timings = time_backends(self)
+        choice = min(self.timings, key=self.timings.get)
+        if choice == "forward":
+            self.block_size = 1
+        _BACKEND_CACHE[key] = (choice.split("-")[0], self.block_size)
+        return _BACKEND_CACHE[key][0]
+
+    # ------------------------------------------------------------------ export
+    def to_scipy(self):
+        """A :class:`scipy.sparse.linalg.LinearOperator` (float64 numpy in and out) for ``eigsh``."""
+        from scipy.sparse.linalg import LinearOperator
+
+        def mm(x: np.ndarray) -> np.ndarray:
+            X = torch.as_tensor(np.asarray(x).reshape(self.dim, -1))
+            return self.matmat(X).detach().to("cpu", torch.float64).numpy()
+
+        return LinearOperator(
+            self.shape,
+            matvec=lambda x: mm(x).reshape(-1),
+            matmat=mm,
+            rmatvec=lambda x: mm(x).reshape(-1),
+            dtype=np.float64,
+        )
+
+
+def time_backends(op: HessianOperator, *, repeats: int = 1) -> dict[str, float]:
+    """Seconds per product of each backend, timed on (part of) the first batch.
+
+    Keys: ``double``, ``forward`` (one ``jvp`` per vector) and ``forward-block`` (a
+    ``vmap`` block of ``op.block_size`` vectors, per vector); the block is only timed
+    when single products are not already much slower than double backward (as on
+    small CPUs), since timing it costs ``block_size`` products.
+    """
+    x, y = next(iter(op.batches()))
+    cap = 256 if op.device.type == "cuda" else 32
+    x, y = x[:cap], y[:cap]
+    rows1 = torch.randn(1, op.dim, device=op.device, dtype=op.dtype)
+    sync = torch.cuda.synchronize if op.device.type == "cuda" else (lambda: None)
+
+    def clock(fn) -> float:
+        fn()  # warm-up
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        sync()
+        return (time.perf_counter() - t0) / repeats
+
+    with probe_mode(op.model, op.mode):
+        t_double = clock(lambda: op._double_products(op._gradient_graph(x, y), rows1, retain=False))
+        try:
+            t_forward = clock(lambda: op._forward_products(x, y, rows1))
+        except Exception:  # noqa: BLE001 - a model torch.func cannot trace: use double backward
+            return {"double": t_double}
+        out = {"double": t_double, "forward": t_forward}
+        if op.block_size > 1 and t_forward < 2.0 * t_double:
+            rows = torch.randn(op.block_size, op.dim, device=op.device, dtype=op.dtype)
+            out["forward-block"] = clock(lambda: op._forward_products(x, y, rows)) / op.block_size
+    return out

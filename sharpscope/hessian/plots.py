@@ -1,0 +1,112 @@
+"""Figures of Hessian probes: spectral densities and curvature over training."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..utils import _replace_on_success, atomic_write_text
+from .density import DensityResult
+
+__all__ = ["plot_density", "density_html", "plot_over_training", "save_figure"]
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Save a matplotlib figure atomically; the suffix picks the format (``.png``, ``.pdf``, ``.svg``)."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    with _replace_on_success(path) as tmp:
+        fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=150)
+    return path
+
+
+def plot_density(
+    result: DensityResult,
+    path: str | Path | None = None,
+    *,
+    title: str = "Hessian spectral density",
+    log: bool = True,
+):
+    """Plot a broadened spectral density (log scale by default, as Ghorbani et al.); return the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    dens = np.maximum(result.density, 1e-12) if log else result.density
+    ax.plot(result.grid, dens, color="C0")
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(max(1e-8, dens.min()), dens.max() * 2)
+    ax.set_xlabel("eigenvalue")
+    ax.set_ylabel("density")
+    ax.set_title(f"{title} ({result.runs} runs x {result.iters} Lanczos steps)")
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def density_html(
+    result: DensityResult, path: str | Path, *, title: str = "Hessian spectral density"
+) -> Path:
+    """Write a self-contained interactive plotly page of the density (``include_plotlyjs=True``)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        go.Scatter(
+            x=result.grid.tolist(),
+            y=np.maximum(result.density, 1e-12).tolist(),
+            mode="lines",
+            name="density",
+        )
+    )
+    fig.update_layout(
+        title=title, xaxis_title="eigenvalue", yaxis_title="density", yaxis_type="log"
+    )
+    path = Path(path)
+    atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
+    return path
+
+
+def plot_over_training(
+    epochs: Sequence[int],
+    values: Sequence[float],
+    path: str | Path | None = None,
+    *,
+    lrs: Sequence[float | None] | None = None,
+    label: str = "lambda_max",
+    extra: dict[str, Sequence[float]] | None = None,
+    title: str = "Curvature over training",
+):
+    """Plot a curvature measure against epoch, with gradient descent's stability limit ``2 / lr``.
+
+    Cohen, J. M., Kaur, S., Li, Y., Kolter, J. Z., & Talwalkar, A. (2021). Gradient descent on
+    neural networks typically occurs at the edge of stability. ICLR.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(list(epochs), list(values), "o-", label=label)
+    if lrs is not None and any(lr for lr in lrs):
+        ep = [e for e, lr in zip(epochs, lrs, strict=False) if lr]
+        ax.plot(
+            ep, [2.0 / lr for lr in lrs if lr], "--", color="C3", label="2 / lr (edge of stability)"
+        )
+    for name, series in (extra or {}).items():
+        ax.plot(list(epochs), list(series), "s-", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("value")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig

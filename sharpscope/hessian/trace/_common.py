@@ -1,0 +1,79 @@
+"""Shared pieces of the trace estimators: probes and the result record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ...errors import SharpscopeError
+from ..operator import HessianOperator
+
+
+@dataclass
+class TraceResult:
+    """A stochastic trace estimate with its standard error.
+
+    Attributes:
+        trace: estimate of ``tr(H)``.
+        stderr: its standard error (from the spread of the probe values).
+        trace_h2: estimate of ``tr(H^2) = E ||H v||^2`` from the same probes.
+        stderr_h2: its standard error.
+        samples: the per-probe values ``v^T H v`` of the stochastic part.
+    """
+
+    trace: float
+    stderr: float
+    trace_h2: float
+    stderr_h2: float
+    method: str
+    probes: int
+    hvp_count: int
+    seconds: float
+    samples: list[float]
+    backend: str = ""
+    mode: str = "eval"
+    num_samples: int | None = None
+    device: str = "cpu"
+    dim: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trace": self.trace,
+            "stderr": self.stderr,
+            "trace_h2": self.trace_h2,
+            "stderr_h2": self.stderr_h2,
+            "method": self.method,
+            "probes": self.probes,
+            "hvp_count": self.hvp_count,
+            "seconds": self.seconds,
+            "samples": self.num_samples,
+            "mode": self.mode,
+            "device": self.device,
+            "backend": self.backend,
+            "parameters": self.dim,
+            "probe_values": self.samples,
+        }
+
+
+def rademacher(op: HessianOperator, k: int, gen: torch.Generator) -> torch.Tensor:
+    """``(dim, k)`` Rademacher probes (+-1), drawn on the CPU from ``gen`` for reproducibility."""
+    signs = torch.randint(0, 2, (op.dim, k), generator=gen, dtype=torch.int8)
+    return (signs.to(op.dtype) * 2 - 1).to(op.device)
+
+
+def mean_stderr(values: torch.Tensor) -> tuple[float, float]:
+    values = values.double().cpu()
+    m = float(values.mean())
+    se = (
+        float(values.std(unbiased=True) / values.numel() ** 0.5)
+        if values.numel() > 1
+        else float("nan")
+    )
+    return m, se
+
+
+def check_probes(probes: int, minimum: int = 1) -> None:
+    if int(probes) < minimum:
+        raise SharpscopeError(f"probes must be at least {minimum}, got {probes}")
