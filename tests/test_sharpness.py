@@ -134,7 +134,7 @@ def test_worst_linear_model_mse_matches_dense_hessian():
     exact, _ = trust_region_max(H, g, rho)
     r = worst_case_sharpness(net, squared_error, batches, rho=rho, steps=80, restarts=1)
     assert r.value == pytest.approx(exact, rel=1e-6)
-    assert r.loss_at_theta == pytest.approx(float(loss), rel=1e-12)
+    assert r.loss_at_theta == pytest.approx(float(loss.detach()), rel=1e-12)
 
 
 def test_worst_adaptive_is_trust_region_in_scaled_coordinates():
@@ -250,7 +250,7 @@ def test_worst_dominates_average_and_is_deterministic():
     assert a.value > avg.value
 
 
-@pytest.mark.parametrize("measure", ["worst", "average"])
+@pytest.mark.parametrize("measure", ["worst", "average", "lambda_max", "trace"])
 def test_model_is_unchanged(measure):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
@@ -312,3 +312,20 @@ def test_errors(kwargs, message):
 def test_empty_data_is_an_error():
     with pytest.raises(DataError, match="empty"):
         sharpness(make_quadratic([1.0]), mean_loss, [], rho=0.1)
+
+
+# ----------------------------------------------------------------------------- Hessian measures
+def test_lambda_max_and_trace_through_the_same_interface():
+    model = make_quadratic([3.0, 2.0, 1.0, 0.5, -0.25], offset=0.3, seed=8)
+    rho = 0.1
+    top = sharpness(model, mean_loss, BATCH, measure="lambda_max", rho=rho)
+    assert top.value == pytest.approx(3.0, rel=1e-6)
+    assert top.extra["second_order_worst"] == pytest.approx(rho**2 * 3.0 / 2, rel=1e-6)
+    assert top.loss_at_theta == pytest.approx(float(model(BATCH[0]).mean()), rel=1e-12)
+    tr = sharpness(model, mean_loss, BATCH, measure="trace", rho=rho, samples=400)
+    assert tr.stderr is not None and abs(tr.value - 6.25) < 4 * tr.stderr
+    # the trace's second-order prediction is the average-case sharpness of a quadratic
+    avg = sharpness(model, mean_loss, BATCH, measure="average", rho=rho, samples=400)
+    assert abs(avg.value - tr.extra["second_order_average"]) < 4 * (
+        avg.stderr + rho**2 / 2 * tr.stderr
+    )
