@@ -8,7 +8,7 @@ import typer
 
 from sharpscope._version import __version__
 
-from . import info
+from . import hessian, info, landscape
 
 app = typer.Typer(
     name="sharpscope",
@@ -20,7 +20,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-COMMAND_MODULES = [info]
+COMMAND_MODULES = [info, landscape, hessian]
 
 
 def _version_callback(value: bool) -> None:

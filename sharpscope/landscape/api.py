@@ -1,0 +1,387 @@
+"""One keyword-only function per command: slice, interpolate, trajectory.
+
+Each takes loaded :class:`~sharpscope.problem.Problem` objects, computes (resumably,
+into ``out``), writes the plots and returns a plain summary dict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import SharpscopeError
+from ..problem import Problem, check_comparable
+from ..utils import atomic_write_json, parse_range
+from .directions import (
+    eigen_directions,
+    load_directions,
+    load_trajectory,
+    pca_directions,
+    random_directions,
+)
+from .grid import Surface, evaluate_grid, grid_axis
+from .multi import evaluate_slices_1d
+from .plots import plot_1d, plot_surface_html, plot_trajectory, write_slice_plots
+
+__all__ = ["slice_problem", "interpolate_problems", "trajectory_problem", "float_state"]
+
+
+def _axis(text: str, name: str) -> np.ndarray:
+    start, stop, num = parse_range(text, name=name)
+    return grid_axis(start, stop, num)
+
+
+def float_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and floating-point buffers (BatchNorm running mean/var) by name, detached."""
+    out = {n: p.detach() for n, p in model.named_parameters()}
+    out.update({n: b.detach() for n, b in model.named_buffers() if b.is_floating_point()})
+    return out
+
+
+def slice_problem(
+    problem: Problem,
+    *,
+    dims: int = 2,
+    xrange: str = "-1:1:51",
+    yrange: str | None = None,
+    norm: str = "filter",
+    ignore: str = "biasbn",
+    directions: str | Path | None = None,
+    eigvecs: str | Path | None = None,
+    count: int = 1,
+    orthogonal: bool = False,
+    seed: int = 0,
+    split: str = "train",
+    samples: int | None = None,
+    batch_size: int = 512,
+    mode: str = "eval",
+    method: str = "auto",
+    log: bool = False,
+    out: str | Path,
+    html: bool = False,
+    save_directions: str | Path | None = None,
+    quiet: bool = False,
+    force: bool = False,
+    recompute_bn: bool = False,
+    chunk_size: int | None = None,
+) -> dict[str, Any]:
+    """A 1D or 2D slice of the loss around a checkpoint (Li et al. 2018), written to ``out``.
+
+    Directions come from ``directions`` (a saved directions file, re-normalised against
+    this model with the file's recipe), ``eigvecs`` (Hessian eigenvectors, used as they
+    are) or a fresh seeded random draw with ``norm``/``ignore``/``orthogonal``. With
+    ``count > 1`` (1D only) that many directions are cut and summarised.
+    """
+    if dims not in (1, 2):
+        raise SharpscopeError(f"--dims must be 1 or 2, got {dims}")
+    if count < 1:
+        raise SharpscopeError(f"--directions-count must be at least 1, got {count}")
+    if count > 1 and dims != 1:
+        raise SharpscopeError("--directions-count needs --dims 1 (several 1D slices)")
+    if directions is not None and eigvecs is not None:
+        raise SharpscopeError("give either --directions or --eigvecs, not both")
+    axes = [_axis(xrange, "--range")]
+    if dims == 2:
+        axes.append(_axis(yrange or xrange, "--yrange"))
+    needed = count if count > 1 else dims
+    model = problem.model
+    if directions is not None:
+        dirs = load_directions(directions)
+        if len(dirs) < needed:
+            raise SharpscopeError(
+                f"{directions} holds {len(dirs)} direction(s) but {needed} are needed"
+            )
+        dirs = dirs.subset(list(range(needed)))
+    elif eigvecs is not None:
+        dirs = eigen_directions(eigvecs, count=needed)
+    else:
+        dirs = random_directions(
+            model, count=needed, seed=seed, norm=norm, ignore=ignore, orthogonal=orthogonal
+        )
+    resolved = dirs.resolve(model)
+    if save_directions is not None:
+        dirs.save(save_directions)
+    batches = problem.batches(split, batch_size, samples=samples, seed=0)
+    meta = {
+        "command": "slice",
+        "checkpoint": problem.describe().get("checkpoint"),
+        "label": problem.label,
+        "split": split,
+        "samples": int(sum(len(b[1]) for b in batches)),
+        "directions": {
+            "kind": dirs.kind,
+            "norm": dirs.norm,
+            "ignore": dirs.ignore,
+            "seed": dirs.seed,
+            "orthogonal": dirs.orthogonal,
+            "count": len(resolved),
+            "source": str(directions or eigvecs or "random"),
+            **dirs.meta,
+        },
+    }
+    out = Path(out)
+    common = {
+        "mode": mode,
+        "method": method,
+        "quiet": quiet,
+        "force": force,
+        "recompute_bn": recompute_bn,
+        "chunk_size": chunk_size,
+    }
+    title = f"{problem.label}: {dirs.kind} directions" + (
+        f", {dirs.norm} norm" if dirs.norm != "none" else ""
+    )
+    if count > 1:
+        sset = evaluate_slices_1d(
+            model, problem.loss_fn, batches, resolved, axes[0], out_dir=out, metadata=meta, **common
+        )
+        plot_1d([sset], out / "slice1d.png", log=log, labels=[problem.label], title=title)
+        files = [out / "surface.npz", out / "meta.json", out / "slice1d.png"]
+        if html:
+            files.append(
+                plot_surface_html(
+                    [
+                        Surface(
+                            [sset.x],
+                            sset.median,
+                            sset.median_accuracy,
+                            np.ones_like(sset.median, dtype=bool),
+                        )
+                    ],
+                    out / "surface.html",
+                    labels=[f"{problem.label} (median)"],
+                    log=log,
+                    title=title,
+                )
+            )
+        summary = {
+            **meta,
+            **sset.summary(),
+            "method": sset.meta.get("method"),
+            "elapsed_s": sset.meta.get("elapsed_s"),
+        }
+    else:
+        surface = evaluate_grid(
+            model, problem.loss_fn, batches, resolved, axes, out_dir=out, metadata=meta, **common
+        )
+        files = [out / "surface.npz", out / "meta.json"] + write_slice_plots(
+            surface, out, log=log, html=html, title=title
+        )
+        summary = {
+            **meta,
+            **surface.summary(),
+            "method": surface.meta.get("method"),
+            "elapsed_s": surface.meta.get("elapsed_s"),
+        }
+    if save_directions is not None:
+        files.append(Path(save_directions))
+    summary["out"] = str(out)
+    summary["files"] = [str(f) for f in files]
+    return summary
+
+
+def interpolate_problems(
+    a: Problem,
+    b: Problem,
+    *,
+    xrange: str = "-0.5:1.5:41",
+    split: str = "train",
+    samples: int | None = None,
+    batch_size: int = 512,
+    mode: str = "eval",
+    method: str = "auto",
+    log: bool = False,
+    out: str | Path,
+    html: bool = False,
+    quiet: bool = False,
+    force: bool = False,
+    recompute_bn: bool = False,
+    allow_mismatch: bool = False,
+) -> dict[str, Any]:
+    """The 1D path ``(1 - t) theta_a + t theta_b`` (Goodfellow et al. 2015; Li et al. 2018, section 3).
+
+    Parameters AND floating-point buffers (BatchNorm running mean and variance) are
+    interpolated, so at ``t = 0`` and ``t = 1`` the model is exactly checkpoint a and b
+    (in eval mode the running statistics are part of the function); integer buffers
+    (``num_batches_tracked``) are a's. The data is a's.
+    """
+    check_comparable([a, b], allow_mismatch=allow_mismatch)
+    sa, sb = float_state(a.model), float_state(b.model)
+    for n, t in sa.items():
+        if n not in sb or sb[n].shape != t.shape:
+            got = list(sb[n].shape) if n in sb else "missing"
+            raise SharpscopeError(
+                f"checkpoints do not match: {n!r} is {list(t.shape)} in {a.label} and {got} "
+                f"in {b.label}"
+            )
+    direction = {n: sb[n].to(t.device, t.dtype) - t for n, t in sa.items()}
+    axis = _axis(xrange, "--range")
+    batches = a.batches(split, batch_size, samples=samples, seed=0)
+    meta = {
+        "command": "interpolate",
+        "a": a.describe().get("checkpoint"),
+        "b": b.describe().get("checkpoint"),
+        "split": split,
+        "samples": int(sum(len(x[1]) for x in batches)),
+        "buffers": "floating buffers interpolated, integer buffers from a",
+    }
+    out = Path(out)
+    surface = evaluate_grid(
+        a.model,
+        a.loss_fn,
+        batches,
+        [direction],
+        [axis],
+        center=sa,
+        mode=mode,
+        method=method,
+        out_dir=out,
+        quiet=quiet,
+        metadata=meta,
+        force=force,
+        recompute_bn=recompute_bn,
+    )
+    title = f"{a.label} (t=0) to {b.label} (t=1)"
+    plot_1d(
+        [surface],
+        out / "slice1d.png",
+        log=log,
+        labels=["interpolation"],
+        title=title,
+        xlabel="t  (0 = a, 1 = b)",
+    )
+    files = [out / "surface.npz", out / "meta.json", out / "slice1d.png"]
+    if html:
+        files.append(plot_surface_html(surface, out / "surface.html", log=log, title=title))
+    summary = {
+        **meta,
+        **surface.summary(),
+        "method": surface.meta.get("method"),
+        "elapsed_s": surface.meta.get("elapsed_s"),
+        "distance": float(
+            torch.sqrt(
+                sum(
+                    (d.double() ** 2).sum()
+                    for n, d in direction.items()
+                    if n in dict(a.model.named_parameters())
+                )
+            )
+        ),
+    }
+    for t_val, key in ((0.0, "loss_a"), (1.0, "loss_b")):
+        hit = np.flatnonzero(np.abs(axis - t_val) <= 1e-12)
+        summary[key] = float(surface.loss[hit[0]]) if len(hit) else None
+        summary[key.replace("loss", "accuracy")] = (
+            float(surface.accuracy[hit[0]]) if len(hit) else None
+        )
+    summary["out"] = str(out)
+    summary["files"] = [str(f) for f in files]
+    return summary
+
+
+def _auto_range(values: np.ndarray, margin: float, num: int) -> np.ndarray:
+    lo, hi = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
+    span = hi - lo if hi > lo else 1.0
+    return grid_axis(lo - margin * span, hi + margin * span, num)
+
+
+def trajectory_problem(
+    problem: Problem,
+    run_dir: str | Path,
+    *,
+    xrange: str | None = None,
+    yrange: str | None = None,
+    points: int = 21,
+    margin: float = 0.2,
+    ignore: str = "biasbn",
+    split: str = "train",
+    samples: int | None = None,
+    batch_size: int = 512,
+    mode: str = "eval",
+    method: str = "auto",
+    log: bool = False,
+    out: str | Path,
+    html: bool = False,
+    quiet: bool = False,
+    force: bool = False,
+) -> dict[str, Any]:
+    """The training path on the PCA plane of its checkpoints, over the loss contour (Li et al. 2018, section 7).
+
+    ``problem`` is the run's ``final.pt``; the grid is centred there. Without
+    ``xrange``/``yrange`` each axis spans the projected path (and 0) plus ``margin``
+    of its extent on both sides, with ``points`` points.
+    """
+    if points < 2:
+        raise SharpscopeError(f"--points must be at least 2, got {points}")
+    if margin < 0:
+        raise SharpscopeError(f"--margin must be >= 0, got {margin}")
+    traj = load_trajectory(run_dir)
+    dirs, coords = pca_directions(traj, ignore=ignore)
+    resolved = dirs.resolve(problem.model)
+    center = {n: t.to(problem.device) for n, t in traj.final.items()}
+    axes = [
+        _axis(xrange, "--range") if xrange else _auto_range(coords[:, 0], margin, points),
+        _axis(yrange, "--yrange") if yrange else _auto_range(coords[:, 1], margin, points),
+    ]
+    batches = problem.batches(split, batch_size, samples=samples, seed=0)
+    ratio = dirs.meta["explained_variance_ratio"]
+    meta = {
+        "command": "trajectory",
+        "run": str(run_dir),
+        "split": split,
+        "samples": int(sum(len(x[1]) for x in batches)),
+        "epochs": traj.epochs,
+        "explained_variance_ratio": ratio,
+        "path": coords.tolist(),
+        "ignore": ignore,
+    }
+    out = Path(out)
+    surface = evaluate_grid(
+        problem.model,
+        problem.loss_fn,
+        batches,
+        resolved,
+        axes,
+        center=center,
+        mode=mode,
+        method=method,
+        out_dir=out,
+        quiet=quiet,
+        metadata=meta,
+        force=force,
+    )
+    dirs.save(out / "directions.pt")
+    atomic_write_json(
+        out / "trajectory.json",
+        {"epochs": traj.epochs, "path": coords.tolist(), "explained_variance_ratio": ratio},
+    )
+    plot_trajectory(
+        surface,
+        coords,
+        out / "trajectory.png",
+        epochs=traj.epochs,
+        explained=ratio,
+        log=log,
+        title=f"{Path(run_dir).name}: training path on the PCA plane",
+    )
+    files = [
+        out / "surface.npz",
+        out / "meta.json",
+        out / "trajectory.json",
+        out / "directions.pt",
+        out / "trajectory.png",
+    ]
+    if html:
+        files.append(plot_surface_html(surface, out / "surface.html", log=log))
+    summary = {
+        **meta,
+        **surface.summary(),
+        "method": surface.meta.get("method"),
+        "elapsed_s": surface.meta.get("elapsed_s"),
+        "out": str(out),
+        "files": [str(f) for f in files],
+    }
+    return summary
