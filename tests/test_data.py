@@ -174,6 +174,19 @@ def test_digits_default():
     assert data.spec == DataSpec("digits")
 
 
+def test_digits_are_scikit_learns_digits():
+    from sklearn.datasets import load_digits
+
+    d = _raw("digits")
+    ref = load_digits()
+    x = torch.cat([d.x_train, d.x_test]).flatten(1).numpy() * 16.0
+    y = torch.cat([d.y_train, d.y_test]).numpy()
+    order = np.lexsort(np.c_[x, y].T)
+    ref_order = np.lexsort(np.c_[ref.data, ref.target].T)
+    np.testing.assert_array_equal(x[order], ref.data[ref_order])
+    np.testing.assert_array_equal(y[order], ref.target[ref_order])
+
+
 def test_synthetic_default_and_options():
     d = _raw("synthetic")
     assert (len(d.y_train), len(d.y_test), d.input_shape, d.num_classes) == (
