@@ -448,28 +448,32 @@ class HessianOperator:
         )
 
 
-def time_backends(op: HessianOperator, *, repeats: int = 1) -> dict[str, float]:
+def time_backends(op: HessianOperator, *, max_seconds: float = 0.2) -> dict[str, float]:
     """Seconds per product of each backend, timed on (part of) the first batch.
 
-    Keys: ``double``, ``forward`` (one ``jvp`` per vector) and ``forward-block`` (a
-    ``vmap`` block of ``op.block_size`` vectors, per vector); the block is only timed
-    when single products are not already much slower than double backward (as on
-    small CPUs), since timing it costs ``block_size`` products.
+    Keys: ``double``, ``forward`` (one ``jvp`` per vector) and, on GPUs,
+    ``forward-block`` (a ``vmap`` block of ``op.block_size`` vectors, per vector).
+    On CPUs vmapped blocks cost more per vector than single products (ANCHORS.md), so
+    they are not timed there. Each candidate runs once to warm up, then until
+    ``max_seconds`` or three repeats.
     """
     x, y = next(iter(op.batches()))
-    cap = 256 if op.device.type == "cuda" else 32
+    cuda = op.device.type == "cuda"
+    cap = 256 if cuda else 64
     x, y = x[:cap], y[:cap]
     rows1 = torch.randn(1, op.dim, device=op.device, dtype=op.dtype)
-    sync = torch.cuda.synchronize if op.device.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     def clock(fn) -> float:
         fn()  # warm-up
         sync()
-        t0 = time.perf_counter()
-        for _ in range(repeats):
+        times = []
+        while len(times) < 3 and sum(times) < max_seconds:
+            t0 = time.perf_counter()
             fn()
-        sync()
-        return (time.perf_counter() - t0) / repeats
+            sync()
+            times.append(time.perf_counter() - t0)
+        return min(times)
 
     with probe_mode(op.model, op.mode):
         t_double = clock(lambda: op._double_products(op._gradient_graph(x, y), rows1, retain=False))
@@ -478,7 +482,7 @@ def time_backends(op: HessianOperator, *, repeats: int = 1) -> dict[str, float]:
         except Exception:  # noqa: BLE001 - a model torch.func cannot trace: use double backward
             return {"double": t_double}
         out = {"double": t_double, "forward": t_forward}
-        if op.block_size > 1 and t_forward < 2.0 * t_double:
+        if cuda and op.block_size > 1 and t_forward < 2.0 * t_double:
             rows = torch.randn(op.block_size, op.dim, device=op.device, dtype=op.dtype)
             out["forward-block"] = clock(lambda: op._forward_products(x, y, rows)) / op.block_size
     return out

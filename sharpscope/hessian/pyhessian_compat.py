@@ -149,7 +149,9 @@ def pyhessian_density(
 @contextlib.contextmanager
 def _counting(h: Any) -> Iterator[list[int]]:
     """Count the Hessian-vector products a PyHessian instance makes (restored on exit)."""
-    import pyhessian.hessian as ph
+    import importlib
+
+    ph = importlib.import_module("pyhessian.hessian")  # the package re-binds the name to the class
 
     count = [0]
     inner_dl = h.dataloader_hv_product
