@@ -108,9 +108,9 @@ class ASAM(SharpnessAwareOptimizer):
         t_w = torch._foreach_abs([params[i] for i in s_idx]) if s_idx else []
         if s_idx:
             torch._foreach_add_(t_w, self.eta)
-        tg = torch._foreach_mul(t_w, [grads[i] for i in s_idx]) if s_idx else []
+        tg = list(torch._foreach_mul(t_w, [grads[i] for i in s_idx])) if s_idx else []
         g_u = [grads[i] for i in u_idx]
-        scale = self.rho / (global_norm(tg + g_u) + GRAD_EPS)
+        scale = self.rho / (global_norm(list(tg) + g_u) + GRAD_EPS)
         out: list[Tensor | None] = [None] * len(params)
         if s_idx:
             torch._foreach_mul_(tg, t_w)

@@ -138,7 +138,7 @@ def _ascent_result(
     cos_t = global_dot(disp, grad) / (dn * gn).clamp_min(_EPS)
     v0 = torch._foreach_div(disp, dn.clamp_min(_EPS))
     v1 = torch._foreach_div(grad, gn.clamp_min(_EPS))
-    cos_f, gn_f = torch.stack([cos_t.float(), gn.float()]).tolist()
+    cos_f, gn_f = torch.stack([cos_t.double(), gn.double()]).tolist()
     cos_f = min(1.0, max(-1.0, cos_f))
     return AscentResult(
         v0=v0, v1=v1, grad=grad, grad_norm=gn_f, cos_psi=cos_f, psi=math.acos(cos_f)
