@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from ._common import DataOpt, JsonOpt, ModelKwargsOpt, ModelOpt, QuietOpt, emit_json, handles_errors, parse_json_dict
+from ._common import (
+    DataOpt,
+    JsonOpt,
+    ModelKwargsOpt,
+    ModelOpt,
+    QuietOpt,
+    emit_json,
+    handles_errors,
+    parse_json_dict,
+)
 
 
 def _format_metrics(metrics: dict) -> str:
@@ -24,7 +33,9 @@ def register(app: typer.Typer) -> None:
     @app.command("info")
     @handles_errors
     def info(
-        checkpoint: Annotated[Path, typer.Argument(help="A sharpscope checkpoint or a plain state dict.")],
+        checkpoint: Annotated[
+            Path, typer.Argument(help="A sharpscope checkpoint or a plain state dict.")
+        ],
         model: ModelOpt = None,
         model_kwargs: ModelKwargsOpt = None,
         data: DataOpt = None,
@@ -34,15 +45,28 @@ def register(app: typer.Typer) -> None:
         """Print what a checkpoint holds: model, parameter count, data, optimizer, final metrics."""
         from sharpscope.checkpoint import load_checkpoint
         from sharpscope.data import load_data
+        from sharpscope.errors import CheckpointError
 
         kwargs = parse_json_dict(model_kwargs) or None
         shape = classes = None
         if data is not None:
             splits = load_data(data)
             shape, classes = splits.input_shape, splits.num_classes
-        ck = load_checkpoint(checkpoint, model=model, model_kwargs=kwargs, data=data,
-                             input_shape=shape, num_classes=classes)
-        if ck.plain_state_dict:
+        ck = load_checkpoint(
+            checkpoint,
+            model=model,
+            model_kwargs=kwargs,
+            data=data,
+            input_shape=shape,
+            num_classes=classes,
+        )
+        recorded = ck.model.get("input_shape")
+        if shape is not None and recorded is not None and tuple(recorded) != tuple(shape):
+            raise CheckpointError(
+                f"{checkpoint}: the model was built for inputs of shape {list(recorded)} "
+                f"but data '{data}' has shape {list(shape)}"
+            )
+        if ck.plain_state_dict or model is not None or kwargs:
             ck.build_model()  # names missing/unexpected keys and shape differences
         summary = ck.summary()
         emit_json(json_out, summary)
@@ -62,6 +86,7 @@ def register(app: typer.Typer) -> None:
             f"epochs       {len(ck.metrics)}",
             f"final        {_format_metrics(ck.final_metrics)}",
             f"versions     sharpscope {ck.versions.get('sharpscope', '?')}, torch {ck.versions.get('torch', '?')}"
-            if ck.versions else "versions     unknown",
+            if ck.versions
+            else "versions     unknown",
         ]
         typer.echo("\n".join(lines))
