@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -486,8 +487,16 @@ def _eval_chunk_vmap(
         return loss, correct
 
     fn = vmap(one, in_dims=(0, None, None))
-    total = torch.zeros(len(c), dtype=torch.float64, device=ref.device)
-    correct = torch.zeros(len(c), dtype=torch.long, device=ref.device)
+    with warnings.catch_warnings():  # "no batching rule for ...": a fallback, same numbers
+        warnings.filterwarnings("ignore", message=".*batching rule.*")
+        return _run_vmapped(fn, stacked, batches, len(c), ref.device)
+
+
+def _run_vmapped(
+    fn: Callable, stacked: Params, batches: Sequence[Batch], points: int, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    total = torch.zeros(points, dtype=torch.float64, device=device)
+    correct = torch.zeros(points, dtype=torch.long, device=device)
     n = 0
     cls = True
     for x, y in batches:
@@ -497,7 +506,7 @@ def _eval_chunk_vmap(
             cls = False
         correct += co
         n += len(y)
-    acc = (correct.double() / n).cpu().numpy() if cls else np.full(len(c), np.nan)
+    acc = (correct.double() / n).cpu().numpy() if cls else np.full(points, np.nan)
     return (total / n).cpu().numpy(), acc
 
 
