@@ -92,8 +92,11 @@ class Checkpoint:
         return model.to(device)
 
     def summary(self) -> dict[str, Any]:
-        n_params = sum(int(t.numel()) for k, t in self.state_dict.items()
-                       if isinstance(t, torch.Tensor) and t.is_floating_point() and not _is_buffer_name(k))
+        n_params = sum(
+            int(t.numel())
+            for k, t in self.state_dict.items()
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not _is_buffer_name(k)
+        )
         return {
             "path": str(self.path) if self.path else None,
             "format_version": None if self.plain_state_dict else FORMAT_VERSION,
@@ -135,7 +138,9 @@ def to_plain_data(obj: Any, *, where: str = "value") -> Any:
         return obj.item()
     if isinstance(obj, np.ndarray):
         if obj.dtype == object:
-            raise CheckpointError(f"cannot save {where}: a NumPy array of Python objects is not plain data")
+            raise CheckpointError(
+                f"cannot save {where}: a NumPy array of Python objects is not plain data"
+            )
         return torch.from_numpy(np.ascontiguousarray(obj).copy())
     if isinstance(obj, bool):
         return bool(obj)
@@ -153,7 +158,9 @@ def to_plain_data(obj: Any, *, where: str = "value") -> Any:
             if isinstance(k, np.generic):
                 k = k.item()
             if type(k) not in (str, int):
-                raise CheckpointError(f"cannot save {where}: key {k!r} is a {type(k).__name__}; use strings or integers")
+                raise CheckpointError(
+                    f"cannot save {where}: key {k!r} is a {type(k).__name__}; use strings or integers"
+                )
             out[k] = to_plain_data(v, where=f"{where}[{k!r}]")
         return out
     if isinstance(obj, (list, tuple)):
@@ -165,12 +172,21 @@ def to_plain_data(obj: Any, *, where: str = "value") -> Any:
     )
 
 
-def save_checkpoint(path: str | Path, *, model: nn.Module, model_spec: ModelSpec | dict[str, Any],
-                    input_shape: tuple[int, ...] | list[int], num_classes: int,
-                    data_spec: DataSpec | dict[str, Any] | str, loss: str = "cross_entropy",
-                    optimizer: dict[str, Any] | None = None, seed: int | None = None,
-                    metrics: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None,
-                    resume: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    model_spec: ModelSpec | dict[str, Any],
+    input_shape: tuple[int, ...] | list[int],
+    num_classes: int,
+    data_spec: DataSpec | dict[str, Any] | str,
+    loss: str = "cross_entropy",
+    optimizer: dict[str, Any] | None = None,
+    seed: int | None = None,
+    metrics: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> Path:
     """Write a sharpscope checkpoint atomically (temporary file, then rename)."""
     spec = model_spec if isinstance(model_spec, ModelSpec) else ModelSpec.from_dict(model_spec)
     dspec = data_spec if isinstance(data_spec, DataSpec) else DataSpec.from_dict(data_spec)
@@ -178,8 +194,13 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, model_spec: ModelSpec
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": to_plain_data(
-            {**spec.to_dict(), "input_shape": [int(s) for s in input_shape], "num_classes": int(num_classes)},
-            where="model"),
+            {
+                **spec.to_dict(),
+                "input_shape": [int(s) for s in input_shape],
+                "num_classes": int(num_classes),
+            },
+            where="model",
+        ),
         "data": to_plain_data(dspec.to_dict(), where="data"),
         "loss": str(loss),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -207,19 +228,26 @@ def _load_failure(path: Path, exc: BaseException, what: str) -> str:
     match = re.search(r"GLOBAL ([\w.]+)", text)
     if match or "Unsupported global" in text:
         name = match.group(1) if match else "an unknown global"
-        return (f"{path}: refused to load: it holds a pickled {name} object, not only tensors and "
-                f"plain data; sharpscope never runs code from a {what}")
+        return (
+            f"{path}: refused to load: it holds a pickled {name} object, not only tensors and "
+            f"plain data; sharpscope never runs code from a {what}"
+        )
     if not zipfile.is_zipfile(path):
         return f"{path} is not a torch.save file (truncated, corrupt or another format?)"
     if "Weights only load failed" in text:
         detail = re.search(r"Unsupported (operand|class)[^.\n]*", text)
-        return (f"{path}: refused to load: it holds pickled data other than tensors and plain data"
-                f"{f' ({detail.group(0)})' if detail else ''}; sharpscope never runs code from a {what}")
-    return f"{path} is not a readable torch {what} (truncated or corrupt?): {_first_line(exc)[:160]}"
+        return (
+            f"{path}: refused to load: it holds pickled data other than tensors and plain data"
+            f"{f' ({detail.group(0)})' if detail else ''}; sharpscope never runs code from a {what}"
+        )
+    return (
+        f"{path} is not a readable torch {what} (truncated or corrupt?): {_first_line(exc)[:160]}"
+    )
 
 
-def safe_torch_load(path: str | Path, *, error: type[Exception] = CheckpointError,
-                    what: str = "checkpoint") -> Any:
+def safe_torch_load(
+    path: str | Path, *, error: type[Exception] = CheckpointError, what: str = "checkpoint"
+) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; every failure is one ``error`` line.
 
     A file holding anything but tensors and plain data (a pickled function, a class
@@ -260,18 +288,28 @@ def _check_payload(path: Path, obj: dict[str, Any]) -> None:
         raise CheckpointError(f"{path}: damaged sharpscope checkpoint: the model entry has no name")
     bad = [k for k, v in obj["state_dict"].items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"{path}: damaged sharpscope checkpoint: state_dict entry {bad[0]!r} is not a tensor")
+        raise CheckpointError(
+            f"{path}: damaged sharpscope checkpoint: state_dict entry {bad[0]!r} is not a tensor"
+        )
 
 
 def _looks_like_state_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     )
 
 
-def load_checkpoint(path: str | Path, *, model: str | None = None, model_kwargs: dict[str, Any] | None = None,
-                    data: str | None = None, input_shape: tuple[int, ...] | None = None,
-                    num_classes: int | None = None) -> Checkpoint:
+def load_checkpoint(
+    path: str | Path,
+    *,
+    model: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    data: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    num_classes: int | None = None,
+) -> Checkpoint:
     """Load a sharpscope checkpoint, or a plain state dict when ``model`` and ``data`` are given.
 
     Only ``torch.load(weights_only=True)`` is used. ``model``/``data`` override the
@@ -291,10 +329,17 @@ def load_checkpoint(path: str | Path, *, model: str | None = None, model_kwargs:
             )
         _check_payload(path, obj)
         ck = Checkpoint(
-            path=path, model=dict(obj["model"]), data=dict(obj["data"]), state_dict=obj["state_dict"],
-            loss=obj.get("loss", "cross_entropy"), optimizer=obj.get("optimizer") or {}, seed=obj.get("seed"),
-            metrics=list(obj.get("metrics") or []), versions=obj.get("versions") or {},
-            extra=obj.get("extra") or {}, resume=obj.get("resume"),
+            path=path,
+            model=dict(obj["model"]),
+            data=dict(obj["data"]),
+            state_dict=obj["state_dict"],
+            loss=obj.get("loss", "cross_entropy"),
+            optimizer=obj.get("optimizer") or {},
+            seed=obj.get("seed"),
+            metrics=list(obj.get("metrics") or []),
+            versions=obj.get("versions") or {},
+            extra=obj.get("extra") or {},
+            resume=obj.get("resume"),
         )
         if model is not None:
             ck.model = {**ck.model, "name": model, "kwargs": dict(model_kwargs or {})}
@@ -311,14 +356,22 @@ def load_checkpoint(path: str | Path, *, model: str | None = None, model_kwargs:
                 break
     if not _looks_like_state_dict(sd):
         kind = type(obj).__name__
-        raise CheckpointError(f"{path} is not a sharpscope checkpoint or a state dict (found a {kind})")
+        raise CheckpointError(
+            f"{path} is not a sharpscope checkpoint or a state dict (found a {kind})"
+        )
     if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     if model is None or (data is None and (input_shape is None or num_classes is None)):
-        raise CheckpointError(f"{path} is a plain state dict: pass --model and --data to say what it holds")
-    ck = Checkpoint(path=path, model={"name": model, "kwargs": dict(model_kwargs or {})},
-                    data={"spec": data or "unknown", "samples": None, "seed": 0, "normalize": True},
-                    state_dict=dict(sd), plain_state_dict=True)
+        raise CheckpointError(
+            f"{path} is a plain state dict: pass --model and --data to say what it holds"
+        )
+    ck = Checkpoint(
+        path=path,
+        model={"name": model, "kwargs": dict(model_kwargs or {})},
+        data={"spec": data or "unknown", "samples": None, "seed": 0, "normalize": True},
+        state_dict=dict(sd),
+        plain_state_dict=True,
+    )
     if input_shape is not None and num_classes is not None:
         ck.model.update(input_shape=list(input_shape), num_classes=int(num_classes))
     return ck
@@ -331,17 +384,28 @@ def state_dict_mismatch(model: nn.Module, state_dict: dict[str, torch.Tensor]) -
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     if missing:
-        problems.append(f"missing keys: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+        problems.append(
+            f"missing keys: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}"
+        )
     if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
-    shapes = [f"{k} {list(state_dict[k].shape)} vs model {list(v.shape)}"
-              for k, v in own.items() if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+        problems.append(
+            f"unexpected keys: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}"
+        )
+    shapes = [
+        f"{k} {list(state_dict[k].shape)} vs model {list(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
     if shapes:
-        problems.append(f"shape differences: {'; '.join(shapes[:6])}{' ...' if len(shapes) > 6 else ''}")
+        problems.append(
+            f"shape differences: {'; '.join(shapes[:6])}{' ...' if len(shapes) > 6 else ''}"
+        )
     return problems
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], *, where: str = "checkpoint") -> None:
+def load_state_dict_strict(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], *, where: str = "checkpoint"
+) -> None:
     """Load ``state_dict`` into ``model``; any mismatch is one :class:`CheckpointError` naming it."""
     problems = state_dict_mismatch(model, state_dict)
     if problems:

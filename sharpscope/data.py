@@ -58,7 +58,9 @@ __all__ = [
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def subsample(x: torch.Tensor, y: torch.Tensor, n: int | None, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def subsample(
+    x: torch.Tensor, y: torch.Tensor, n: int | None, *, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded random subset of ``n`` samples (all of them when ``n`` is None or too large).
 
     The same ``(n, seed)`` always picks the same samples, so several checkpoints are
@@ -73,9 +75,16 @@ def subsample(x: torch.Tensor, y: torch.Tensor, n: int | None, *, seed: int = 0)
     return x[idx], y[idx]
 
 
-def iterate_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False,
-                    generator: torch.Generator | None = None, drop_last: bool = False,
-                    device: torch.device | str | None = None) -> Iterator[Batch]:
+def iterate_batches(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    device: torch.device | str | None = None,
+) -> Iterator[Batch]:
     """Yield ``(x, y)`` mini-batches; the last one may be smaller unless ``drop_last``."""
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
@@ -84,9 +93,9 @@ def iterate_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffl
     stop = n - (n % batch_size) if drop_last else n
     for start in range(0, stop, batch_size):
         if order is None:
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
         else:
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             xb, yb = x[idx], y[idx]
         if device is not None:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
@@ -103,14 +112,23 @@ class DataSpec:
     normalize: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec, "samples": self.samples, "seed": self.seed, "normalize": self.normalize}
+        return {
+            "spec": self.spec,
+            "samples": self.samples,
+            "seed": self.seed,
+            "normalize": self.normalize,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | str) -> DataSpec:
         if isinstance(d, str):
             return cls(spec=d)
-        return cls(spec=str(d.get("spec", "digits")), samples=d.get("samples"),
-                   seed=int(d.get("seed", 0)), normalize=bool(d.get("normalize", True)))
+        return cls(
+            spec=str(d.get("spec", "digits")),
+            samples=d.get("samples"),
+            seed=int(d.get("seed", 0)),
+            normalize=bool(d.get("normalize", True)),
+        )
 
     def load(self) -> DataSplits:
         return load_data(self.spec, samples=self.samples, seed=self.seed, normalize=self.normalize)
@@ -144,33 +162,55 @@ class DataSplits:
             return self.x_test, self.y_test
         raise DataError(f"unknown split {name!r}: use train or test")
 
-    def subset(self, split: str = "train", samples: int | None = None, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def subset(
+        self, split: str = "train", samples: int | None = None, *, seed: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """A seeded subset of a split (see :func:`subsample`)."""
         x, y = self.split(split)
         return subsample(x, y, samples, seed=seed)
 
-    def batches(self, split: str = "train", batch_size: int = 256, *, samples: int | None = None,
-                seed: int = 0, device: torch.device | str | None = None) -> list[Batch]:
+    def batches(
+        self,
+        split: str = "train",
+        batch_size: int = 256,
+        *,
+        samples: int | None = None,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+    ) -> list[Batch]:
         """The (optionally subsampled) split cut into batches, as a list that can be iterated many times."""
         x, y = self.subset(split, samples, seed=seed)
         return list(iterate_batches(x, y, batch_size, device=device))
 
-    def loader(self, split: str = "train", batch_size: int = 128, *, shuffle: bool = False,
-               seed: int = 0) -> torch.utils.data.DataLoader:
+    def loader(
+        self, split: str = "train", batch_size: int = 128, *, shuffle: bool = False, seed: int = 0
+    ) -> torch.utils.data.DataLoader:
         """A :class:`torch.utils.data.DataLoader` over a split."""
         x, y = self.split(split)
         g = torch.Generator().manual_seed(int(seed))
-        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size,
-                                           shuffle=shuffle, generator=g)
+        return torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(x, y),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=g,
+        )
 
     def describe(self) -> dict[str, Any]:
-        return {"spec": self.spec.to_dict(), "input_shape": list(self.input_shape),
-                "num_classes": self.num_classes, "train": len(self.y_train), "test": len(self.y_test)}
+        return {
+            "spec": self.spec.to_dict(),
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "train": len(self.y_train),
+            "test": len(self.y_test),
+        }
 
 
 # --------------------------------------------------------------------------- helpers
 
-def _split_arrays(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+
+def _split_arrays(
+    x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
     n_test = int(round(len(y) * test_fraction))
@@ -178,18 +218,29 @@ def _split_arrays(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int)
     return x[train], y[train], x[test], y[test]
 
 
-def _as_tensors(x_train: Any, y_train: Any, x_test: Any, y_test: Any, where: str) -> tuple[torch.Tensor, ...]:
+def _as_tensors(
+    x_train: Any, y_train: Any, x_test: Any, y_test: Any, where: str
+) -> tuple[torch.Tensor, ...]:
     out = []
-    for name, arr in (("x_train", x_train), ("y_train", y_train), ("x_test", x_test), ("y_test", y_test)):
+    for name, arr in (
+        ("x_train", x_train),
+        ("y_train", y_train),
+        ("x_test", x_test),
+        ("y_test", y_test),
+    ):
         try:
             t = torch.as_tensor(np.asarray(arr)) if not isinstance(arr, torch.Tensor) else arr
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise DataError(f"{where}: {name} is not a numeric array (found a {type(arr).__name__})") from exc
+            raise DataError(
+                f"{where}: {name} is not a numeric array (found a {type(arr).__name__})"
+            ) from exc
         if t.is_complex() or t.dtype == torch.bool and name.startswith("x"):
             raise DataError(f"{where}: {name} must hold real numbers, found {t.dtype}")
         if name.startswith("x"):
             if t.ndim < 2:
-                raise DataError(f"{where}: {name} must have shape (N, ...) with one sample per row, found {list(t.shape)}")
+                raise DataError(
+                    f"{where}: {name} must have shape (N, ...) with one sample per row, found {list(t.shape)}"
+                )
             t = t.to(torch.float32)
         else:
             if t.is_floating_point() and not torch.equal(t, t.round()):
@@ -198,9 +249,13 @@ def _as_tensors(x_train: Any, y_train: Any, x_test: Any, y_test: Any, where: str
         out.append(t)
     xtr, ytr, xte, yte = out
     if len(xtr) != len(ytr) or len(xte) != len(yte):
-        raise DataError(f"{where}: x and y lengths differ (train {len(xtr)} vs {len(ytr)}, test {len(xte)} vs {len(yte)})")
+        raise DataError(
+            f"{where}: x and y lengths differ (train {len(xtr)} vs {len(ytr)}, test {len(xte)} vs {len(yte)})"
+        )
     if xtr.shape[1:] != xte.shape[1:]:
-        raise DataError(f"{where}: train and test samples have different shapes {list(xtr.shape[1:])} and {list(xte.shape[1:])}")
+        raise DataError(
+            f"{where}: train and test samples have different shapes {list(xtr.shape[1:])} and {list(xte.shape[1:])}"
+        )
     if len(ytr) == 0:
         raise DataError(f"{where}: the training split is empty")
     return xtr, ytr, xte, yte
@@ -230,12 +285,16 @@ def _dir(arg: str, name: str) -> Path:
 
 # --------------------------------------------------------------------------- sources
 
+
 def _load_digits(arg: str) -> tuple[torch.Tensor, ...]:
     if arg:
         raise DataError(f"data spec 'digits' takes no argument, got 'digits:{arg}'")
     images, target = _digits_arrays()
     x = (images.astype(np.float32) / 16.0)[:, None, :, :]
-    return (*_as_tensors(*_split_arrays(x, target.astype(np.int64), 0.2, seed=0), where="digits"), 10)
+    return (
+        *_as_tensors(*_split_arrays(x, target.astype(np.int64), 0.2, seed=0), where="digits"),
+        10,
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -270,7 +329,9 @@ def _parse_options(arg: str, defaults: dict[str, Any], where: str) -> dict[str, 
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or key not in defaults:
-            raise DataError(f"{where}: bad option {item!r}; options are {', '.join(f'{k}=...' for k in defaults)}")
+            raise DataError(
+                f"{where}: bad option {item!r}; options are {', '.join(f'{k}=...' for k in defaults)}"
+            )
         try:
             if key == "shape":
                 opts[key] = tuple(int(v) for v in value.lower().split("x"))
@@ -282,12 +343,18 @@ def _parse_options(arg: str, defaults: dict[str, Any], where: str) -> dict[str, 
 
 
 def _load_synthetic(arg: str) -> tuple[torch.Tensor, ...]:
-    opts = _parse_options(arg, {"train": 512, "test": 128, "classes": 10, "shape": (1, 8, 8),
-                                "seed": 0, "noise": 1.0}, "synthetic")
-    for key, ok, rule in (("train", opts["train"] >= 1, "at least 1"), ("test", opts["test"] >= 0, "at least 0"),
-                          ("classes", opts["classes"] >= 2, "at least 2"),
-                          ("shape", all(s >= 1 for s in opts["shape"]), "positive sizes like 1x8x8"),
-                          ("noise", opts["noise"] >= 0, "at least 0")):
+    opts = _parse_options(
+        arg,
+        {"train": 512, "test": 128, "classes": 10, "shape": (1, 8, 8), "seed": 0, "noise": 1.0},
+        "synthetic",
+    )
+    for key, ok, rule in (
+        ("train", opts["train"] >= 1, "at least 1"),
+        ("test", opts["test"] >= 0, "at least 0"),
+        ("classes", opts["classes"] >= 2, "at least 2"),
+        ("shape", all(s >= 1 for s in opts["shape"]), "positive sizes like 1x8x8"),
+        ("noise", opts["noise"] >= 0, "at least 0"),
+    ):
         if not ok:
             value = "x".join(map(str, opts[key])) if key == "shape" else opts[key]
             raise DataError(f"synthetic: {key}={value} is invalid; it must be {rule}")
@@ -331,7 +398,9 @@ def read_idx(path: Path) -> np.ndarray:
     dt = np.dtype(dtypes[dtype_code])
     expected = int(np.prod(dims)) * dt.itemsize
     if len(raw) - header != expected:
-        raise DataError(f"{path}: expected {expected} data bytes for shape {list(dims)}, found {len(raw) - header}")
+        raise DataError(
+            f"{path}: expected {expected} data bytes for shape {list(dims)}, found {len(raw) - header}"
+        )
     return np.frombuffer(raw, dtype=dt, offset=header).reshape(dims)
 
 
@@ -349,8 +418,12 @@ def _load_mnist(arg: str) -> tuple[torch.Tensor, ...]:
     if not any(folder.glob("*idx*")) and (folder / "raw").is_dir():
         folder = folder / "raw"
     parts = {}
-    for key, stem, kind in (("x_train", "train", "images-idx3"), ("y_train", "train", "labels-idx1"),
-                            ("x_test", "t10k", "images-idx3"), ("y_test", "t10k", "labels-idx1")):
+    for key, stem, kind in (
+        ("x_train", "train", "images-idx3"),
+        ("y_train", "train", "labels-idx1"),
+        ("x_test", "t10k", "images-idx3"),
+        ("y_test", "t10k", "labels-idx1"),
+    ):
         names = [f"{stem}-{kind}-ubyte", f"{stem}-{kind.replace('-idx', '.idx')}-ubyte"]
         parts[key] = read_idx(_find(folder, names, f"{stem} {kind.split('-')[0]}"))
     for split in ("train", "test"):
@@ -358,7 +431,16 @@ def _load_mnist(arg: str) -> tuple[torch.Tensor, ...]:
             raise DataError(f"mnist: {split} images must be 3-D and labels 1-D")
     x_train = parts["x_train"].astype(np.float32)[:, None] / 255.0
     x_test = parts["x_test"].astype(np.float32)[:, None] / 255.0
-    return (*_as_tensors(x_train, parts["y_train"].astype(np.int64), x_test, parts["y_test"].astype(np.int64), "mnist"), 10)
+    return (
+        *_as_tensors(
+            x_train,
+            parts["y_train"].astype(np.int64),
+            x_test,
+            parts["y_test"].astype(np.int64),
+            "mnist",
+        ),
+        10,
+    )
 
 
 class _Refused(pickle.UnpicklingError):
@@ -381,7 +463,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise _Refused(f"refusing to load {module}.{name}: only numpy arrays and plain data are allowed")
+        raise _Refused(
+            f"refusing to load {module}.{name}: only numpy arrays and plain data are allowed"
+        )
 
 
 def restricted_unpickle(data: bytes, *, where: str = "pickle") -> Any:
@@ -393,8 +477,19 @@ def restricted_unpickle(data: bytes, *, where: str = "pickle") -> Any:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except _Refused as exc:
         raise DataError(f"{where}: {exc}") from exc
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, struct.error, IndexError, AttributeError, ImportError) as exc:
-        raise DataError(f"{where}: not a readable CIFAR pickle ({type(exc).__name__}: {exc})") from exc
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        struct.error,
+        IndexError,
+        AttributeError,
+        ImportError,
+    ) as exc:
+        raise DataError(
+            f"{where}: not a readable CIFAR pickle ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def _unpickle_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -409,14 +504,25 @@ def _unpickle_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarra
         x = np.asarray(obj["data"], dtype=np.uint8)
         y = np.asarray(obj[key], dtype=np.int64)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise DataError(f"{path}: 'data' must be uint8 pixels and '{key}' integers ({exc})") from exc
+        raise DataError(
+            f"{path}: 'data' must be uint8 pixels and '{key}' integers ({exc})"
+        ) from exc
     if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(y):
-        raise DataError(f"{path}: expected data of shape (N, 3072) and N labels, found {list(x.shape)} and {len(y)}")
+        raise DataError(
+            f"{path}: expected data of shape (N, 3072) and N labels, found {list(x.shape)} and {len(y)}"
+        )
     return x.reshape(-1, 3, 32, 32), y
 
 
-def _cifar(arg: str, name: str, train_files: list[str], test_files: list[str], sub: str, label: bytes,
-           classes: int) -> tuple[Any, ...]:
+def _cifar(
+    arg: str,
+    name: str,
+    train_files: list[str],
+    test_files: list[str],
+    sub: str,
+    label: bytes,
+    classes: int,
+) -> tuple[Any, ...]:
     folder = _dir(arg, name)
     if not (folder / test_files[0]).is_file() and (folder / sub).is_dir():
         folder = folder / sub
@@ -427,13 +533,28 @@ def _cifar(arg: str, name: str, train_files: list[str], test_files: list[str], s
     te = [_unpickle_batch(folder / f, label) for f in test_files]
     x_train = np.concatenate([a for a, _ in tr]).astype(np.float32) / 255.0
     x_test = np.concatenate([a for a, _ in te]).astype(np.float32) / 255.0
-    return (*_as_tensors(x_train, np.concatenate([b for _, b in tr]), x_test, np.concatenate([b for _, b in te]), name),
-            classes)
+    return (
+        *_as_tensors(
+            x_train,
+            np.concatenate([b for _, b in tr]),
+            x_test,
+            np.concatenate([b for _, b in te]),
+            name,
+        ),
+        classes,
+    )
 
 
 def _load_cifar10(arg: str) -> tuple[torch.Tensor, ...]:
-    return _cifar(arg, "cifar10", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
-                  "cifar-10-batches-py", b"labels", 10)
+    return _cifar(
+        arg,
+        "cifar10",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        ["test_batch"],
+        "cifar-10-batches-py",
+        b"labels",
+        10,
+    )
 
 
 def _load_cifar100(arg: str) -> tuple[torch.Tensor, ...]:
@@ -452,13 +573,21 @@ def _load_tensors(arg: str) -> tuple[torch.Tensor, ...]:
             with np.load(path, allow_pickle=False) as z:
                 missing = [k for k in keys if k not in z.files]
                 if missing:
-                    raise DataError(f"{path}: missing arrays {', '.join(missing)} (has {', '.join(z.files)})")
+                    raise DataError(
+                        f"{path}: missing arrays {', '.join(missing)} (has {', '.join(z.files)})"
+                    )
                 arrays = [z[k] for k in keys]
         except DataError:
             raise
         except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-            detail = "it holds pickled objects" if "pickle" in str(exc) else f"{type(exc).__name__}: {exc}"
-            raise DataError(f"{path}: not a readable .npz file of numeric arrays ({detail})") from exc
+            detail = (
+                "it holds pickled objects"
+                if "pickle" in str(exc)
+                else f"{type(exc).__name__}: {exc}"
+            )
+            raise DataError(
+                f"{path}: not a readable .npz file of numeric arrays ({detail})"
+            ) from exc
     elif path.suffix in (".pt", ".pth"):
         from .checkpoint import safe_torch_load
 
@@ -477,7 +606,9 @@ def _load_tensors(arg: str) -> tuple[torch.Tensor, ...]:
 _IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def _read_image_folder(folder: Path, classes: list[str]) -> tuple[list[np.ndarray], list[int], list[Path]]:
+def _read_image_folder(
+    folder: Path, classes: list[str]
+) -> tuple[list[np.ndarray], list[int], list[Path]]:
     from PIL import Image, UnidentifiedImageError
 
     images, labels, paths = [], [], []
@@ -498,7 +629,9 @@ def _stack_images(images: list[np.ndarray], paths: list[Path]) -> np.ndarray:
     shape = images[0].shape
     for im, p in zip(images, paths, strict=True):
         if im.shape != shape:
-            raise DataError(f"folder: image {p} is {im.shape[1]}x{im.shape[0]}, others are {shape[1]}x{shape[0]}; resize them to one size")
+            raise DataError(
+                f"folder: image {p} is {im.shape[1]}x{im.shape[0]}, others are {shape[1]}x{shape[0]}; resize them to one size"
+            )
     x = np.stack(images).astype(np.float32) / 255.0  # N, H, W, 3
     x = x.transpose(0, 3, 1, 2)
     if np.allclose(x[:, 0], x[:, 1]) and np.allclose(x[:, 1], x[:, 2]):
@@ -515,7 +648,9 @@ def _load_folder(arg: str) -> tuple[torch.Tensor, ...]:
             raise DataError(f"folder: {folder}/train has no class sub-folders")
         extra = sorted(set(test_classes) - set(classes))
         if extra:
-            raise DataError(f"folder: {folder}/test has classes not in {folder}/train: {', '.join(extra)}")
+            raise DataError(
+                f"folder: {folder}/test has classes not in {folder}/train: {', '.join(extra)}"
+            )
         tr_im, tr_y, tr_p = _read_image_folder(folder / "train", classes)
         te_im, te_y, te_p = _read_image_folder(folder / "test", test_classes)
         te_y = [classes.index(test_classes[i]) for i in te_y]
@@ -523,8 +658,10 @@ def _load_folder(arg: str) -> tuple[torch.Tensor, ...]:
             raise DataError(f"folder: no images found in {folder}/train")
         x = _stack_images(tr_im + te_im, tr_p + te_p)
         n = len(tr_im)
-        return (*_as_tensors(x[:n], np.array(tr_y), x[n:], np.array(te_y, dtype=np.int64), str(folder)),
-                len(classes))
+        return (
+            *_as_tensors(x[:n], np.array(tr_y), x[n:], np.array(te_y, dtype=np.int64), str(folder)),
+            len(classes),
+        )
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
     if not classes:
         raise DataError(f"folder: {folder} has no class sub-folders")
@@ -532,8 +669,12 @@ def _load_folder(arg: str) -> tuple[torch.Tensor, ...]:
     if len(images) < 2:
         raise DataError(f"folder: found {len(images)} images in {folder}; need at least 2")
     x = _stack_images(images, paths)
-    return (*_as_tensors(*_split_arrays(x, np.array(labels, dtype=np.int64), 0.2, seed=0), where=str(folder)),
-            len(classes))
+    return (
+        *_as_tensors(
+            *_split_arrays(x, np.array(labels, dtype=np.int64), 0.2, seed=0), where=str(folder)
+        ),
+        len(classes),
+    )
 
 
 # Each loader takes the text after "name:" and returns (x_train, y_train, x_test, y_test)
@@ -549,8 +690,13 @@ DATA_SOURCES: dict[str, Callable[[str], tuple[Any, ...]]] = {
 }
 
 
-def load_data(spec: str | DataSpec = "digits", *, samples: int | None = None, seed: int = 0,
-              normalize: bool = True) -> DataSplits:
+def load_data(
+    spec: str | DataSpec = "digits",
+    *,
+    samples: int | None = None,
+    seed: int = 0,
+    normalize: bool = True,
+) -> DataSplits:
     """Load a data source by spec string (see the module docstring for the specs).
 
     Args:
@@ -566,14 +712,28 @@ def load_data(spec: str | DataSpec = "digits", *, samples: int | None = None, se
         raise DataError(f"unknown data source {name!r}: choose one of {', '.join(DATA_SOURCES)}")
     loaded = DATA_SOURCES[name](arg)
     x_train, y_train, x_test, y_test = loaded[:4]
-    num_classes = _num_classes(y_train, y_test, declared=loaded[4] if len(loaded) > 4 else None, where=name)
+    num_classes = _num_classes(
+        y_train, y_test, declared=loaded[4] if len(loaded) > 4 else None, where=name
+    )
     x_train, y_train = subsample(x_train, y_train, samples, seed=seed)
     mean = std = None
     if normalize:
         dims = [0] + list(range(2, x_train.ndim))
         m = x_train.mean(dim=dims, keepdim=True)
-        s = x_train.std(dim=dims, keepdim=True).clamp_min(1e-6) if len(x_train) > 1 else torch.ones_like(m)
+        s = (
+            x_train.std(dim=dims, keepdim=True).clamp_min(1e-6)
+            if len(x_train) > 1
+            else torch.ones_like(m)
+        )
         x_train, x_test = (x_train - m) / s, (x_test - m) / s
         mean, std = m.flatten().tolist(), s.flatten().tolist()
-    return DataSplits(x_train.contiguous(), y_train, x_test.contiguous(), y_test, num_classes,
-                      DataSpec(str(spec), samples, seed, normalize), mean, std)
+    return DataSplits(
+        x_train.contiguous(),
+        y_train,
+        x_test.contiguous(),
+        y_test,
+        num_classes,
+        DataSpec(str(spec), samples, seed, normalize),
+        mean,
+        std,
+    )

@@ -64,9 +64,16 @@ def _activation(name: str) -> Callable[[], nn.Module]:
 class MLP(nn.Module):
     """Fully connected network: flatten, ``len(hidden)`` hidden layers, linear head."""
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, *,
-                 hidden: Sequence[int] = (128, 64), activation: str = "relu",
-                 batchnorm: bool = False, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        *,
+        hidden: Sequence[int] = (128, 64),
+        activation: str = "relu",
+        batchnorm: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         act = _activation(activation)
         layers: list[nn.Module] = [nn.Flatten()]
@@ -89,9 +96,15 @@ class MLP(nn.Module):
 class SmallCNN(nn.Module):
     """Small conv net: ``len(channels)`` conv(3x3)-[BN]-act-maxpool blocks, global average pool, linear head."""
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, *,
-                 channels: Sequence[int] = (16, 32), activation: str = "relu",
-                 batchnorm: bool = False) -> None:
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        *,
+        channels: Sequence[int] = (16, 32),
+        activation: str = "relu",
+        batchnorm: bool = False,
+    ) -> None:
         super().__init__()
         c, h, w = _image_shape(input_shape)
         act = _activation(activation)
@@ -123,7 +136,9 @@ class BasicBlock(nn.Module):
     the ResNets of Li et al. 2018's loss-landscape code; ``skip=False`` removes it.
     """
 
-    def __init__(self, in_planes: int, planes: int, stride: int, *, batchnorm: bool, skip: bool) -> None:
+    def __init__(
+        self, in_planes: int, planes: int, stride: int, *, batchnorm: bool, skip: bool
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=not batchnorm)
         self.bn1 = nn.BatchNorm2d(planes) if batchnorm else nn.Identity()
@@ -132,7 +147,9 @@ class BasicBlock(nn.Module):
         self.skip = skip
         self.shortcut: nn.Module = nn.Identity()
         if skip and (stride != 1 or in_planes != planes):
-            layers: list[nn.Module] = [nn.Conv2d(in_planes, planes, 1, stride=stride, bias=not batchnorm)]
+            layers: list[nn.Module] = [
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=not batchnorm)
+            ]
             if batchnorm:
                 layers.append(nn.BatchNorm2d(planes))
             self.shortcut = nn.Sequential(*layers)
@@ -148,8 +165,16 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """ResNet-(6n+2) for CIFAR (He et al. 2016, section 4.2): widths 16, 32, 64."""
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, *, depth: int,
-                 batchnorm: bool = True, skip: bool = True, width: int = 16) -> None:
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        *,
+        depth: int,
+        batchnorm: bool = True,
+        skip: bool = True,
+        width: int = 16,
+    ) -> None:
         super().__init__()
         if (depth - 2) % 6 != 0 or depth < 8:
             raise ModelSpecError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 56...), got {depth}")
@@ -189,8 +214,14 @@ class VGG(nn.Module):
     Max-pooling layers are dropped once the feature map is 1x1, so small inputs (8x8 digits) work.
     """
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, *,
-                 batchnorm: bool = True, width_multiplier: float = 1.0) -> None:
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        *,
+        batchnorm: bool = True,
+        width_multiplier: float = 1.0,
+    ) -> None:
         super().__init__()
         c, h, w = _image_shape(input_shape)
         layers: list[nn.Module] = []
@@ -221,9 +252,15 @@ ModelFactory = Callable[..., nn.Module]
 MODELS: dict[str, ModelFactory] = {
     "mlp": MLP,
     "cnn": SmallCNN,
-    "resnet20": lambda input_shape, num_classes, **kw: CifarResNet(input_shape, num_classes, depth=20, **kw),
-    "resnet32": lambda input_shape, num_classes, **kw: CifarResNet(input_shape, num_classes, depth=32, **kw),
-    "resnet56": lambda input_shape, num_classes, **kw: CifarResNet(input_shape, num_classes, depth=56, **kw),
+    "resnet20": lambda input_shape, num_classes, **kw: CifarResNet(
+        input_shape, num_classes, depth=20, **kw
+    ),
+    "resnet32": lambda input_shape, num_classes, **kw: CifarResNet(
+        input_shape, num_classes, depth=32, **kw
+    ),
+    "resnet56": lambda input_shape, num_classes, **kw: CifarResNet(
+        input_shape, num_classes, depth=56, **kw
+    ),
     "vgg11": VGG,
 }
 
@@ -262,7 +299,9 @@ def _check_kwargs(name: str, kwargs: dict[str, Any]) -> None:
     if source is None:
         return
     params = inspect.signature(source).parameters
-    allowed = {p for p, v in params.items() if v.kind == inspect.Parameter.KEYWORD_ONLY and p != "depth"}
+    allowed = {
+        p for p, v in params.items() if v.kind == inspect.Parameter.KEYWORD_ONLY and p != "depth"
+    }
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise ModelSpecError(
@@ -277,7 +316,9 @@ def _import_factory(path: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ModelSpecError(f"cannot import module {module_name!r} for model {path!r}: {exc}") from exc
+        raise ModelSpecError(
+            f"cannot import module {module_name!r} for model {path!r}: {exc}"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
         raise ModelSpecError(
             f"importing module {module_name!r} for model {path!r} failed: {type(exc).__name__}: {exc}"
@@ -292,8 +333,9 @@ def _import_factory(path: str) -> Callable[..., Any]:
     return obj
 
 
-def build_model(spec: str | ModelSpec, *, input_shape: Sequence[int], num_classes: int,
-                **kwargs: Any) -> nn.Module:
+def build_model(
+    spec: str | ModelSpec, *, input_shape: Sequence[int], num_classes: int, **kwargs: Any
+) -> nn.Module:
     """Build a model from a registry name or ``module:function`` path.
 
     Args:
@@ -326,7 +368,9 @@ def build_model(spec: str | ModelSpec, *, input_shape: Sequence[int], num_classe
         except ModelSpecError:
             raise
         except Exception as exc:  # noqa: BLE001 - the user's factory failed; say where
-            raise ModelSpecError(f"model {name!r} failed to build with {kw}: {type(exc).__name__}: {exc}") from exc
+            raise ModelSpecError(
+                f"model {name!r} failed to build with {kw}: {type(exc).__name__}: {exc}"
+            ) from exc
         if not isinstance(model, nn.Module):
             raise ModelSpecError(f"{name!r} returned {type(model).__name__}, not a torch.nn.Module")
         return model
