@@ -37,7 +37,7 @@ def optimizer_hparams(
     search_every: int | None = None,
     bn_policy: str = "clean",
     betas: tuple[float, float] = (0.9, 0.999),
-    asam_scaled: str = "weights",
+    scaled: str = "weights",
 ) -> dict[str, Any]:
     """Validate and normalise the hyper-parameters of ``name``; only those that apply are kept.
 
@@ -68,9 +68,9 @@ def optimizer_hparams(
     hp["rho"] = float(check_number("rho", rho, low=0.0, strict=name == "xsam"))
     if name == "asam":
         hp["eta"] = float(check_number("eta", eta, low=0.0))
-        if asam_scaled not in ASAM_SCALED:
-            raise SharpscopeError(f"unknown ASAM scaled={asam_scaled!r}: use 'weights' or 'all'")
-        hp["scaled"] = asam_scaled
+        if scaled not in ASAM_SCALED:
+            raise SharpscopeError(f"unknown ASAM scaled={scaled!r}: use 'weights' or 'all'")
+        hp["scaled"] = scaled
     if name == "xsam":
         hp["steps"] = int(check_number("steps", steps, low=1, integer=True))
         hp["alpha"] = None if alpha is None else float(check_number("alpha", alpha))

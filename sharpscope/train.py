@@ -1,0 +1,577 @@
+"""Training with SGD, SAM, ASAM or XSAM, writing checkpoints that the probes read.
+
+:func:`train` writes into ``out``:
+
+* ``epoch_000.pt`` (initial weights) and ``epoch_XXX.pt`` every ``save_every`` epochs
+  (three-digit epoch number): the trajectory that "over training" probes read;
+* ``last.pt`` after every epoch (atomically), with the ``resume`` state: model,
+  optimizer and scheduler state dicts, the RNG states and the epoch;
+* ``final.pt`` at the end, and ``metrics.jsonl`` (one JSON object per epoch: epoch, lr,
+  train_loss, train_acc, test_loss, test_acc, seconds, and alpha for XSAM).
+
+A run interrupted at any point continues with ``resume=True`` and ends with the same
+weights, bit for bit on CPU, as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import DataSplits, iterate_batches, load_data
+from .errors import NonFiniteLossError, SharpscopeError
+from .losses import get_loss
+from .models import ModelSpec, build_model
+from .optim.base import check_number
+from .optim.factory import make_optimizer, optimizer_hparams
+from .optim.xsam import XSAM
+from .utils import atomic_write_text, progress, resolve_device, seed_everything
+
+__all__ = ["SCHEDULES", "TrainResult", "train", "lr_factor"]
+
+SCHEDULES = ("constant", "cosine", "step")
+_RUN_FILES = ("last.pt", "final.pt", "metrics.jsonl")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did: where, how long, and the per-epoch metrics."""
+
+    out: Path
+    optimizer: str
+    hparams: dict[str, Any]
+    epochs: int
+    metrics: list[dict[str, Any]]
+    seconds: float
+    resumed_from: int | None = None
+    alpha_history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return dict(self.metrics[-1]) if self.metrics else {}
+
+    @property
+    def final_path(self) -> Path:
+        return self.out / "final.pt"
+
+    def summary(self) -> dict[str, Any]:
+        """Plain-data summary (what ``sharpscope train --json`` writes)."""
+        best = max((m["test_acc"] for m in self.metrics), default=None)
+        return {
+            "out": str(self.out),
+            "optimizer": self.optimizer,
+            "hparams": self.hparams,
+            "epochs": self.epochs,
+            "resumed_from": self.resumed_from,
+            "seconds": self.seconds,
+            "final": self.final,
+            "best_test_acc": best,
+            "final_checkpoint": str(self.final_path),
+            "alpha": self.final.get("alpha"),
+        }
+
+
+def lr_factor(
+    step: int,
+    *,
+    total_steps: int,
+    steps_per_epoch: int,
+    schedule: str = "cosine",
+    warmup_steps: int = 0,
+    milestones: list[int] | None = None,
+    gamma: float = 0.1,
+) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based).
+
+    ``warmup_steps`` of linear warm-up, then ``constant``, ``cosine`` (to 0 at
+    ``total_steps``) or ``step`` (times ``gamma`` at each epoch in ``milestones``).
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        span = max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
+    epoch = step // max(1, steps_per_epoch)
+    return gamma ** sum(1 for m in (milestones or []) if epoch >= m)
+
+
+# ----------------------------------------------------------------------------- RNG state as plain data
+def _rng_state(shuffle: torch.Generator) -> dict[str, Any]:
+    py = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "shuffle": shuffle.get_state(),
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [str(name), [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    shuffle.set_state(state["shuffle"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- helpers
+def _settings_diff(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and k in ("hparams", "model", "data"):
+                out.update(flat(v, "" if k == "hparams" else f"{k}."))
+            else:
+                out[prefix + k] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    a, b = flat(saved), flat(now)
+    return [
+        f"{k} {a.get(k)!r} (saved) vs {b.get(k)!r} (now)"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
+
+
+def _autocast(device: torch.device, bf16: bool) -> Any:
+    if not bf16:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _check_bf16(device: torch.device) -> None:
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise SharpscopeError(
+            f"--bf16: this GPU ({torch.cuda.get_device_name(device)}) does not support bfloat16"
+        )
+    if not torch.amp.is_autocast_available(device.type):
+        raise SharpscopeError(
+            f"--bf16: bfloat16 autocast is not available on device {device.type!r}"
+        )
+    try:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            torch.ones(2, 2, device=device) @ torch.ones(2, 2, device=device)
+    except RuntimeError as exc:
+        raise SharpscopeError(f"--bf16: bfloat16 autocast fails on {device.type}: {exc}") from exc
+
+
+@torch.no_grad()
+def _evaluate(
+    net: nn.Module,
+    loss_fn: Callable,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int,
+    device: torch.device,
+    bf16: bool,
+) -> tuple[float, float]:
+    was = net.training
+    net.eval()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for xb, yb in iterate_batches(x, y, batch_size, device=device):
+        with _autocast(device, bf16):
+            out = net(xb)
+            loss = loss_fn(out, yb)
+        total += loss.double() * len(yb)
+        correct += (out.argmax(-1) == yb).sum()
+    net.train(was)
+    n = max(1, len(y))
+    return float(total) / n, float(correct) / n
+
+
+def _remove_run_files(out: Path) -> None:
+    for name in _RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for p in out.glob("epoch_*.pt"):
+        p.unlink()
+
+
+def _write_metrics(out: Path, metrics: list[dict[str, Any]]) -> None:
+    atomic_write_text(
+        out / "metrics.jsonl", "".join(json.dumps(m, allow_nan=True) + "\n" for m in metrics)
+    )
+
+
+# ----------------------------------------------------------------------------- train
+def train(
+    *,
+    model: str | ModelSpec = "mlp",
+    data: str | DataSplits = "digits",
+    optimizer: str = "sgd",
+    out: str | Path,
+    model_kwargs: dict[str, Any] | None = None,
+    samples: int | None = None,
+    loss: str = "cross_entropy",
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    nesterov: bool = False,
+    base: str = "sgd",
+    rho: float = 0.05,
+    eta: float = 0.01,
+    steps: int = 1,
+    alpha: float | None = None,
+    rho_max: float | None = None,
+    alpha_max: float = 2.0,
+    alpha_step: float = 0.1,
+    search_every: int | None = None,
+    bn_policy: str = "clean",
+    schedule: str = "cosine",
+    warmup_epochs: int = 0,
+    milestones: list[int] | None = None,
+    gamma: float = 0.1,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    bf16: bool = False,
+    save_every: int = 1,
+    eval_batch_size: int = 1024,
+    resume: bool = False,
+    force: bool = False,
+    quiet: bool = False,
+    callback: Callable[[int, dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data`` with ``optimizer`` (``sgd``, ``sam``, ``asam`` or ``xsam``).
+
+    Args:
+        model: a model name (``mlp``, ``cnn``, ``resnet20``, ...), ``"pkg.mod:fn"`` or a ModelSpec.
+        data: a data spec (``digits``, ``cifar10:DIR``, ...) or loaded :class:`DataSplits`.
+        optimizer: ``sgd`` (the base optimizer alone), ``sam`` (Foret et al. 2021),
+            ``asam`` (Kwon et al. 2021) or ``xsam`` (Chen & Zhou 2026).
+        out: the run folder.
+        lr, momentum, weight_decay, nesterov, base: the base optimizer (``base``: sgd or adamw).
+        rho, eta, steps, alpha, rho_max, alpha_max, alpha_step, search_every, bn_policy:
+            see :func:`sharpscope.optim.factory.optimizer_hparams`.
+        schedule: ``constant``, ``cosine`` or ``step`` (per optimizer step), after
+            ``warmup_epochs`` of linear warm-up; ``step`` multiplies by ``gamma`` at the
+            epochs in ``milestones`` (default: half and three quarters of ``epochs``).
+        seed: seeds the initial weights, the shuffling and every RNG.
+        device: ``auto``, ``cpu``, ``cuda``; ``bf16``: bfloat16 autocast for the passes.
+        save_every: write ``epoch_XXX.pt`` every this many epochs (0: only ``epoch_000.pt``).
+        resume: continue the run in ``out`` from ``last.pt`` (the settings must match;
+            ``epochs`` may grow). ``force``: overwrite a finished or unfinished run.
+        callback: ``callback(epoch, record)`` after each epoch's checkpoint is written.
+
+    Raises:
+        SharpscopeError: invalid settings, an existing run, nothing to resume.
+        NonFiniteLossError: the loss became NaN/Inf (``last.pt`` keeps the last good epoch).
+        KeyboardInterrupt: passed on; ``last.pt`` holds the last finished epoch.
+    """
+    t_start = time.perf_counter()
+    name = str(optimizer).lower()
+    hp = optimizer_hparams(
+        name,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        base=base,
+        rho=rho,
+        eta=eta,
+        steps=steps,
+        alpha=alpha,
+        rho_max=rho_max,
+        alpha_max=alpha_max,
+        alpha_step=alpha_step,
+        search_every=search_every,
+        bn_policy=bn_policy,
+    )
+    check_number("epochs", epochs, low=1, integer=True)
+    check_number("batch size", batch_size, low=1, integer=True)
+    check_number("eval batch size", eval_batch_size, low=1, integer=True)
+    check_number("save_every", save_every, low=0, integer=True)
+    check_number("warmup_epochs", warmup_epochs, low=0, integer=True)
+    check_number("seed", seed, integer=True)
+    check_number("gamma", gamma, low=0.0, strict=True)
+    if schedule not in SCHEDULES:
+        raise SharpscopeError(f"unknown schedule {schedule!r}: use {', '.join(SCHEDULES)}")
+    if warmup_epochs >= epochs:
+        raise SharpscopeError(
+            f"warmup_epochs ({warmup_epochs}) must be smaller than epochs ({epochs})"
+        )
+    if milestones is None:
+        milestones = [epochs // 2, (3 * epochs) // 4] if schedule == "step" else []
+    milestones = [int(check_number("milestone", m, low=1, integer=True)) for m in milestones]
+    loss_fn = get_loss(loss)
+    dev = resolve_device(device)
+    if bf16:
+        _check_bf16(dev)
+
+    out = Path(out).expanduser()
+    last_path, final_path = out / "last.pt", out / "final.pt"
+    ck = None
+    if resume:
+        if not last_path.exists():
+            raise SharpscopeError(
+                f"nothing to resume in {out}: no last.pt (start without --resume)"
+            )
+        ck = load_checkpoint(last_path)
+        if not ck.resume:
+            raise SharpscopeError(f"{last_path} holds no resume state; start again with --force")
+        done = int(ck.resume["epoch"])
+        if final_path.exists() and done >= epochs:
+            raise SharpscopeError(
+                f"the run in {out} is already finished ({done} epochs): nothing to resume; "
+                "raise --epochs to continue it or use --force to start over"
+            )
+    elif final_path.exists() and not force:
+        raise SharpscopeError(
+            f"{out} holds a finished run (final.pt): use --force to overwrite it "
+            "or --out to choose another folder"
+        )
+    elif last_path.exists() and not force:
+        raise SharpscopeError(
+            f"{out} holds an unfinished run (last.pt): use --resume to continue it "
+            "or --force to start over"
+        )
+    elif force and out.exists():
+        _remove_run_files(out)
+
+    splits = data if isinstance(data, DataSplits) else load_data(data, samples=samples)
+    if isinstance(data, DataSplits) and samples is not None:
+        raise SharpscopeError(
+            "samples= applies to a data spec; subsample DataSplits before passing them"
+        )
+    if isinstance(model, ModelSpec):
+        spec = ModelSpec(model.name, {**model.kwargs, **(model_kwargs or {})})
+    else:
+        spec = ModelSpec(str(model), dict(model_kwargs or {}))
+    settings = {
+        "model": spec.to_dict(),
+        "data": splits.spec.to_dict(),
+        "loss": loss,
+        "optimizer": name,
+        "hparams": hp,
+        "batch_size": batch_size,
+        "schedule": schedule,
+        "warmup_epochs": warmup_epochs,
+        "milestones": milestones,
+        "gamma": gamma,
+        "seed": seed,
+        "bf16": bf16,
+    }
+    if ck is not None:
+        diff = _settings_diff(ck.resume.get("settings", {}), settings)
+        if diff:
+            raise SharpscopeError(f"cannot resume {out}: settings differ: {'; '.join(diff)}")
+
+    seed_everything(seed)
+    net = build_model(spec, input_shape=splits.input_shape, num_classes=splits.num_classes).to(dev)
+    opt = make_optimizer(
+        name,
+        net,
+        **{k: v for k, v in hp.items() if k != "betas"},
+        **({"betas": tuple(hp["betas"])} if "betas" in hp else {}),
+    )
+    x_train, y_train = splits.x_train.to(dev), splits.y_train.to(dev)
+    steps_per_epoch = math.ceil(len(y_train) / batch_size)
+    total_steps = steps_per_epoch * epochs
+
+    def factor(step: int) -> float:
+        return lr_factor(
+            step,
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            schedule=schedule,
+            warmup_steps=warmup_epochs * steps_per_epoch,
+            milestones=milestones,
+            gamma=gamma,
+        )
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    shuffle = torch.Generator().manual_seed(seed)
+    is_xsam, is_sa = isinstance(opt, XSAM), name != "sgd"
+    opt_record = {"name": name, "hparams": hp}
+    metrics: list[dict[str, Any]] = []
+    start_epoch = 0
+    if ck is not None:
+        state = ck.resume
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"], shuffle)
+        metrics = [dict(m) for m in ck.metrics][: int(state["epoch"])]
+        start_epoch = int(state["epoch"])
+        _write_metrics(out, metrics)
+
+    def save(path: Path, *, with_resume: bool) -> None:
+        extra = {
+            "train": {k: v for k, v in settings.items() if k not in ("model", "data", "hparams")}
+            | {"epochs": epochs}
+        }
+        if is_xsam:
+            extra["alpha_history"] = [dict(h) for h in opt.alpha_history]
+        res = None
+        if with_resume:
+            res = {
+                "epoch": len(metrics),
+                "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                "optimizer": _to_cpu(opt.state_dict()),
+                "scheduler": sched.state_dict(),
+                "rng": _rng_state(shuffle),
+                "settings": settings,
+            }
+        save_checkpoint(
+            path,
+            model=net,
+            model_spec=spec,
+            input_shape=splits.input_shape,
+            num_classes=splits.num_classes,
+            data_spec=splits.spec,
+            loss=loss,
+            optimizer=opt_record,
+            seed=seed,
+            metrics=metrics,
+            extra=extra,
+            resume=res,
+        )
+
+    if start_epoch == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        save(out / "epoch_000.pt", with_resume=False)
+
+    def forward_loss(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with _autocast(dev, bf16):
+            logits = net(x)
+            return loss_fn(logits, y), logits
+
+    for epoch in range(start_epoch + 1, epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        if is_xsam:
+            opt.new_epoch()
+        lr_now = float(opt.param_groups[0]["lr"])
+        tot_loss = torch.zeros((), dtype=torch.float64, device=dev)
+        correct = torch.zeros((), dtype=torch.int64, device=dev)
+        seen = 0
+        batches = iterate_batches(x_train, y_train, batch_size, shuffle=True, generator=shuffle)
+        bar = progress(
+            batches,
+            desc=f"{name} epoch {epoch}/{epochs}",
+            total=steps_per_epoch,
+            quiet=quiet,
+            leave=True,
+            unit="batch",
+        )
+        for step, (xb, yb) in enumerate(bar, start=1):
+            opt.zero_grad(set_to_none=True)
+            loss_t, logits = forward_loss(xb, yb)
+            value = float(loss_t.detach())
+            if not math.isfinite(value):
+                kept = (
+                    f"{last_path} keeps epoch {epoch - 1}" if epoch > 1 else "no epoch was finished"
+                )
+                raise NonFiniteLossError(
+                    f"the training loss became {value} at epoch {epoch}, step {step} "
+                    f"({name}, lr {opt.param_groups[0]['lr']:.3g}): stopped; {kept}"
+                )
+            loss_t.backward()
+            if is_sa:
+
+                def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> torch.Tensor:
+                    lo, _ = forward_loss(xb, yb)
+                    lo.backward()
+                    return lo
+
+                if is_xsam:
+
+                    def eval_loss(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> float:
+                        return float(forward_loss(xb, yb)[0])
+
+                    opt.step(closure, loss_fn=eval_loss)
+                else:
+                    opt.step(closure)
+            else:
+                opt.step()
+            sched.step()
+            n = len(yb)
+            seen += n
+            tot_loss += loss_t.detach().double() * n
+            correct += (logits.detach().argmax(-1) == yb).sum()
+            if (
+                not quiet
+                and hasattr(bar, "set_postfix")
+                and (step % 10 == 0 or step == steps_per_epoch)
+            ):
+                bar.set_postfix(
+                    loss=f"{float(tot_loss) / seen:.4f}", acc=f"{float(correct) / seen:.3f}"
+                )
+        train_loss, train_acc = float(tot_loss) / max(1, seen), float(correct) / max(1, seen)
+        test_loss, test_acc = _evaluate(
+            net,
+            loss_fn,
+            splits.x_test,
+            splits.y_test,
+            batch_size=eval_batch_size,
+            device=dev,
+            bf16=bf16,
+        )
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "lr": lr_now,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "seconds": time.perf_counter() - t0,
+        }
+        if is_xsam:
+            record["alpha"] = opt.alpha
+        metrics.append(record)
+        if not quiet and hasattr(bar, "set_postfix"):
+            bar.set_postfix(
+                loss=f"{train_loss:.4f}", acc=f"{train_acc:.3f}", test_acc=f"{test_acc:.3f}"
+            )
+            bar.close()
+        save(last_path, with_resume=True)
+        if save_every and epoch % save_every == 0:
+            save(out / f"epoch_{epoch:03d}.pt", with_resume=False)
+        _write_metrics(out, metrics)
+        if callback is not None:
+            callback(epoch, dict(record))
+
+    save(final_path, with_resume=False)
+    return TrainResult(
+        out=out,
+        optimizer=name,
+        hparams=hp,
+        epochs=epochs,
+        metrics=metrics,
+        seconds=time.perf_counter() - t_start,
+        resumed_from=start_epoch if ck is not None else None,
+        alpha_history=[dict(h) for h in opt.alpha_history] if is_xsam else [],
+    )
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
