@@ -5,8 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import sharpscope.train as train_mod
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is faster and immune to oversubscription on a busy CI box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 ARGS = [
     "train",

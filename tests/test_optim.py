@@ -16,6 +16,16 @@ from sharpscope.models import build_model
 from sharpscope.optim import ASAM, SAM, XSAM, alpha_grid, alpha_search, xsam_ascent
 from sharpscope.optim.factory import make_optimizer, optimizer_hparams
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is faster and immune to oversubscription on a busy CI box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------- quadratic problem
 # L(w) = 1/2 w^T A w - b^T w with A symmetric positive definite; grad = A w - b.
 RNG = np.random.default_rng(0)

@@ -12,6 +12,16 @@ from sharpscope.checkpoint import load_checkpoint
 from sharpscope.errors import NonFiniteLossError, SharpscopeError
 from sharpscope.train import lr_factor, train
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is faster and immune to oversubscription on a busy CI box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 DATA = "synthetic:train=192,test=64,noise=1.0"
 QUICK = {"model": "mlp", "data": DATA, "batch_size": 32, "lr": 0.05, "quiet": True, "device": "cpu"}
 
