@@ -21,6 +21,7 @@ from sharpscope.data import load_data
 from sharpscope.models import build_model
 from sharpscope.optim import SAM, XSAM
 
+torch.set_num_threads(1)  # a tiny model: one thread is fastest (and safe on a busy machine)
 torch.manual_seed(0)
 data = load_data("digits")
 batches = data.batches("train", batch_size=64)[:10]

@@ -13,8 +13,11 @@ import os
 import tempfile
 from pathlib import Path
 
+import torch
+
 from sharpscope.train import train
 
+torch.set_num_threads(1)  # a tiny model: one thread is fastest (and safe on a busy machine)
 quick = os.environ.get("SHARPSCOPE_QUICK") == "1"
 epochs = 3 if quick else 15
 runs = Path(tempfile.mkdtemp(prefix="sharpscope-digits-"))
