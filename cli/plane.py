@@ -78,6 +78,11 @@ _MEASURE_NAMES = {
 def _sharpness_report(out: dict[str, Any]) -> str:
     s = out["settings"]
     geometry = f"{s['norm']}{', adaptive' if s['adaptive'] else ''}, rho={s['rho']:g}"
+    if out["measure"] == "average":
+        noise = "Gaussian noise, std" if s["norm"] == "l2" else "uniform noise in +-"
+        geometry = f"{noise} {s['rho']:g} per weight{' times |theta|' if s['adaptive'] else ''}"
+        if out.get("noise_norm") is not None:
+            geometry += f", noise norm ~{out['noise_norm']:.3g}"
     value = f"{out['sharpness']:.6g}" + (
         f" +- {out['stderr']:.2g}" if out.get("stderr") is not None else ""
     )

@@ -515,7 +515,10 @@ def average_case_sharpness(
     ``delta ~ N(0, rho^2 I)`` for ``norm="l2"`` (the average-case sharpness of
     Andriushchenko et al. 2023, "A Modern Look at the Relationship between Sharpness
     and Generalization"), uniform on the cube ``[-rho, rho]^n`` for ``norm="linf"``;
-    ``adaptive`` multiplies the noise element-wise by ``|theta|``. For a quadratic
+    ``adaptive`` multiplies the noise element-wise by ``|theta|``. ``rho`` is a per-weight
+    scale, so the noise norm is about ``rho sqrt(n)`` for ``n`` weights (reported as
+    ``noise_norm``): compare average-case values across checkpoints at the same ``rho``,
+    not with the worst case at the same ``rho``. For a quadratic
     loss the expectation is exactly ``rho^2 tr(H) / 2`` (Gaussian) or
     ``rho^2 tr(H) / 6`` (uniform); in general that is its second-order approximation.
 
@@ -564,6 +567,9 @@ def average_case_sharpness(
     settings.update(
         samples=samples, antithetic=antithetic, noise="gaussian" if norm == "l2" else "uniform"
     )
+    dim = sum(t.numel() for t in obj.theta)
+    # the noise is per coordinate: its expected l2 norm is about rho sqrt(n) (Gaussian) or rho sqrt(n/3)
+    noise_norm = rho * math.sqrt(dim if norm == "l2" else dim / 3)
     return SharpnessResult(
         measure="average",
         value=mean,
@@ -573,6 +579,7 @@ def average_case_sharpness(
         stderr=stderr,
         perturbed_loss=loss0 + mean,
         history=history,
+        extra={"noise_norm": noise_norm if not adaptive else None},
     )
 
 
