@@ -321,7 +321,7 @@ def test_lambda_max_and_trace_through_the_same_interface():
     top = sharpness(model, mean_loss, BATCH, measure="lambda_max", rho=rho)
     assert top.value == pytest.approx(3.0, rel=1e-6)
     assert top.extra["second_order_worst"] == pytest.approx(rho**2 * 3.0 / 2, rel=1e-6)
-    assert top.loss_at_theta == pytest.approx(float(model(BATCH[0]).mean()), rel=1e-12)
+    assert top.loss_at_theta == pytest.approx(float(model(BATCH[0]).mean().detach()), rel=1e-12)
     tr = sharpness(model, mean_loss, BATCH, measure="trace", rho=rho, samples=400)
     assert tr.stderr is not None and abs(tr.value - 6.25) < 4 * tr.stderr
     # the trace's second-order prediction is the average-case sharpness of a quadratic
