@@ -45,6 +45,7 @@ def main() -> None:
         "--epoch-steps", type=int, default=None, help="steps in the directly measured 'epoch'"
     )
     ap.add_argument("--quick", action="store_true", help="few steps (for CI or a 2-core CPU)")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     ap.add_argument(
         "--out", default=None, help="JSON file (default benchmarks/results/train-<device>.json)"
     )
@@ -55,6 +56,8 @@ def main() -> None:
         if args.device == "auto" and torch.cuda.is_available()
         else ("cpu" if args.device == "auto" else args.device)
     )
+    if args.threads:
+        torch.set_num_threads(args.threads)
     steps = args.steps or (3 if args.quick else 10)
     rounds = args.rounds or (3 if args.quick else 5)
     epoch_steps = args.epoch_steps or (10 if args.quick else 40)

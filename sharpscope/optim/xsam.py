@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..errors import NonFiniteLossError, SharpscopeError
 from .base import SharpnessAwareOptimizer, check_number, sam_ascent_
-from .geometry import global_dot, global_norm, slerp_coefficients
+from .geometry import global_norm, slerp_coefficients
 
 __all__ = ["AscentResult", "xsam_ascent", "alpha_search", "alpha_grid", "XSAM"]
 
@@ -128,6 +128,14 @@ def xsam_ascent(
     return res
 
 
+def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
+    """``<a, b>`` in float32 (float64 inputs stay float64) with a constant number of kernels:
+    one foreach product, one concatenation, one sum (``geometry.global_dot`` sums per tensor)."""
+    dt = torch.float64 if any(t.dtype == torch.float64 for t in (*a, *b)) else torch.float32
+    prods = torch._foreach_mul([t.to(dt) for t in a], [t.to(dt) for t in b])
+    return torch.cat([t.reshape(-1) for t in prods]).sum()
+
+
 @torch.no_grad()
 def _ascent_result(
     params: list[Tensor], theta0: Sequence[Tensor], grad: list[Tensor]
@@ -135,7 +143,7 @@ def _ascent_result(
     """v0, v1, the angle and ||g|| for params at theta_k with gradient ``grad`` there (one host sync)."""
     disp = torch._foreach_sub([p.detach() for p in params], list(theta0))
     dn, gn = global_norm(disp), global_norm(grad)
-    cos_t = global_dot(disp, grad) / (dn * gn).clamp_min(_EPS)
+    cos_t = _dot(disp, grad) / (dn * gn).clamp_min(_EPS)
     v0 = torch._foreach_div(disp, dn.clamp_min(_EPS))
     v1 = torch._foreach_div(grad, gn.clamp_min(_EPS))
     cos_f, gn_f = torch.stack([cos_t.double(), gn.double()]).tolist()
