@@ -8,7 +8,7 @@ import typer
 
 from sharpscope._version import __version__
 
-from . import hessian, info, landscape, plane, train
+from . import compare, hessian, info, landscape, plane, train
 
 app = typer.Typer(
     name="sharpscope",
@@ -20,7 +20,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-COMMAND_MODULES = [info, landscape, hessian, train, plane]
+COMMAND_MODULES = [info, landscape, hessian, train, plane, compare]
 
 
 def _version_callback(value: bool) -> None:

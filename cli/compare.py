@@ -1,0 +1,144 @@
+"""``sharpscope compare | demo``: put SGD, SAM and XSAM minima side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import DeviceOpt, JsonOpt, ModeOpt, QuietOpt, SeedOpt, emit_json, handles_errors
+
+
+def _print_report(report, *, json_out: Path | None, quiet: bool) -> None:
+    from sharpscope.report import summary_tables
+
+    emit_json(json_out, report.to_dict())
+    if quiet or (json_out is not None and str(json_out) == "-"):
+        return
+    typer.echo(summary_tables(report))
+    done = report.settings.get("computed_probes", 0)
+    reused = report.settings.get("reused_probes", 0)
+    typer.echo(f"\n{done} probe(s) computed, {reused} reused from {report.out / 'cache'}")
+    typer.echo(f"report: {report.html_path}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("compare")
+    @handles_errors
+    def compare_cmd(
+        checkpoints: Annotated[
+            list[Path],
+            typer.Argument(
+                help="Checkpoints or run folders (a run folder: its final.pt, and its "
+                "epoch_XXX.pt for lambda_max over training)."
+            ),
+        ],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("report"),
+        samples: Annotated[
+            int,
+            typer.Option("--samples", help="Training samples in the probe subset (0: all)."),
+        ] = 4096,
+        batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per pass.")] = 512,
+        top_k: Annotated[int, typer.Option("--top-k", help="Hessian eigenvalues.")] = 5,
+        rho: Annotated[
+            float, typer.Option("--rho", help="Radius of the sharpness ball and XSAM plane.")
+        ] = 0.05,
+        range1d: Annotated[
+            str, typer.Option("--range", help="1D slices START:STOP:NUM (0 must be a point).")
+        ] = "-1:1:51",
+        range2d: Annotated[
+            str, typer.Option("--range2d", help="2D slice START:STOP:NUM for both axes.")
+        ] = "-1:1:25",
+        directions_count: Annotated[
+            int, typer.Option("--directions-count", help="Random directions of the 1D slices.")
+        ] = 10,
+        trace_probes: Annotated[
+            int, typer.Option("--trace-probes", help="Hutchinson probes of the trace.")
+        ] = 100,
+        probes: Annotated[
+            Optional[str],
+            typer.Option(
+                "--probes",
+                help="Comma-separated subset of: metrics, eigen, trace, density, sharpness, "
+                "slice1d, slice2d, plane, interpolation, over_training (default: all).",
+            ),
+        ] = None,
+        seed: SeedOpt = 0,
+        mode: ModeOpt = "eval",
+        allow_mismatch: Annotated[
+            bool,
+            typer.Option(
+                "--allow-mismatch", help="Compare checkpoints of different models or data anyway."
+            ),
+        ] = False,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Replace a report in --out made with other settings."),
+        ] = False,
+        device: DeviceOpt = "auto",
+        json_out: JsonOpt = None,
+        quiet: QuietOpt = False,
+    ) -> None:
+        """Compare minima: Hessian, sharpness, slices, planes, interpolation; writes a report."""
+        import warnings
+
+        from sharpscope.compare import compare
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            report = compare(
+                checkpoints,
+                out=out,
+                samples=samples or None,
+                batch_size=batch_size,
+                top_k=top_k,
+                rho=rho,
+                range1d=range1d,
+                range2d=range2d,
+                directions_count=directions_count,
+                trace_probes=trace_probes,
+                seed=seed,
+                mode=mode,
+                allow_mismatch=allow_mismatch,
+                force=force,
+                device=device,
+                quiet=quiet,
+                probes=probes.split(",") if probes is not None else None,
+            )
+        for note in report.notes:
+            typer.echo(f"warning: {note}", err=True)
+        _print_report(report, json_out=json_out, quiet=quiet)
+
+    @app.command("demo")
+    @handles_errors
+    def demo_cmd(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder.")] = Path("runs/demo"),
+        quick: Annotated[
+            bool, typer.Option("--quick", help="CI-sized settings: seconds instead of minutes.")
+        ] = False,
+        figures_dir: Annotated[
+            Optional[Path],
+            typer.Option("--figures-dir", help="Copy the README figures into this folder."),
+        ] = None,
+        force: Annotated[
+            bool, typer.Option("--force", help="Retrain and recompute everything.")
+        ] = False,
+        device: DeviceOpt = "auto",
+        json_out: JsonOpt = None,
+        quiet: QuietOpt = False,
+    ) -> None:
+        """Train SGD, SAM and XSAM on the bundled digits data and compare their minima."""
+        from sharpscope.demo import run_demo
+
+        report = run_demo(
+            out=out, quick=quick, device=device, quiet=quiet, figures_dir=figures_dir, force=force
+        )
+        for note in report.notes:
+            typer.echo(f"warning: {note}", err=True)
+        if not quiet and not (json_out is not None and str(json_out) == "-"):
+            runs = report.settings["demo"]["runs"]
+            typer.echo("runs: " + ", ".join(f"{k} {v}" for k, v in runs.items()))
+            if report.settings["demo"].get("figures"):
+                typer.echo(f"figures copied to {figures_dir}")
+        _print_report(report, json_out=json_out, quiet=quiet)
