@@ -66,6 +66,11 @@ def register(app: typer.Typer) -> None:
                 f"{checkpoint}: the model was built for inputs of shape {list(recorded)} "
                 f"but data '{data}' has shape {list(shape)}"
             )
+        outputs = ck.model.get("num_classes")
+        if classes is not None and outputs is not None and classes > int(outputs):
+            raise CheckpointError(
+                f"{checkpoint}: the model has {outputs} outputs but data '{data}' has {classes} classes"
+            )
         if ck.plain_state_dict or model is not None or kwargs:
             ck.build_model()  # names missing/unexpected keys and shape differences
         summary = ck.summary()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _fixtures import hostile_torch_file, write_cifar10, write_mnist
+from _fixtures import hostile_cifar_batch, hostile_torch_file, write_cifar10, write_mnist
 
 from sharpscope import __version__
 from sharpscope.checkpoint import save_checkpoint
@@ -160,6 +160,26 @@ def test_malicious_checkpoint_is_refused_by_info_without_running_it(cli_runner, 
     assert not (files["dir"] / "PWNED").exists()
 
 
+def test_malicious_data_files_are_refused_by_info_without_running_them(cli_runner, cli_app, files):
+    d = files["dir"]
+    hostile_torch_file(d / "evil_data.pt", d / "PWNED_PT", {"x_train": torch.zeros(2, 1)})
+    write_cifar10(d / "cifar")
+    hostile_cifar_batch(d / "cifar" / "data_batch_1", d / "PWNED_CIFAR")
+    for spec, message in (
+        (f"tensors:{d / 'evil_data.pt'}", "refused to load"),
+        (f"cifar10:{d / 'cifar'}", "refusing to load"),
+    ):
+        result = cli_runner.invoke(
+            cli_app, ["info", str(files["plain"]), "--model", "mlp", "--data", spec]
+        )
+        assert (
+            result.exit_code == 1
+            and message in result.stderr
+            and len(result.stderr.splitlines()) == 1
+        )
+    assert not (d / "PWNED_PT").exists() and not (d / "PWNED_CIFAR").exists()
+
+
 def _error_case(files: dict[str, Path], case: str) -> list[str]:
     d = files["dir"]
     ck, plain = str(files["ckpt"]), str(files["plain"])
@@ -213,6 +233,7 @@ def _error_case(files: dict[str, Path], case: str) -> list[str]:
         "shape mismatch": [plain, "--model", "mlp", "--data", "digits"],
         "override data of another shape": [ck, "--data", "synthetic:shape=2x4x4"],
         "override model mismatch": [ck, "--model", "mlp", "--model-kwargs", '{"hidden": [9]}'],
+        "override data with more classes": [ck, "--data", "synthetic:classes=12"],
     }[case]
 
 
@@ -244,6 +265,10 @@ CLI_ERRORS = [
         "built for inputs of shape [1, 8, 8] but data 'synthetic:shape=2x4x4'",
     ),
     ("override model mismatch", "net.1.weight [8, 64] vs model [9, 64]"),
+    (
+        "override data with more classes",
+        "the model has 10 outputs but data 'synthetic:classes=12' has 12 classes",
+    ),
 ]
 
 
