@@ -639,11 +639,16 @@ def _stack_images(images: list[np.ndarray], paths: list[Path]) -> np.ndarray:
     return x
 
 
+def _class_dirs(folder: Path) -> list[str]:
+    """Sorted class sub-folder names; hidden folders (``.ipynb_checkpoints``, ``.git``) are not classes."""
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
 def _load_folder(arg: str) -> tuple[torch.Tensor, ...]:
     folder = _dir(arg, "folder")
     if (folder / "train").is_dir() and (folder / "test").is_dir():
-        classes = sorted(d.name for d in (folder / "train").iterdir() if d.is_dir())
-        test_classes = sorted(d.name for d in (folder / "test").iterdir() if d.is_dir())
+        classes = _class_dirs(folder / "train")
+        test_classes = _class_dirs(folder / "test")
         if not classes:
             raise DataError(f"folder: {folder}/train has no class sub-folders")
         extra = sorted(set(test_classes) - set(classes))
@@ -662,7 +667,7 @@ def _load_folder(arg: str) -> tuple[torch.Tensor, ...]:
             *_as_tensors(x[:n], np.array(tr_y), x[n:], np.array(te_y, dtype=np.int64), str(folder)),
             len(classes),
         )
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    classes = _class_dirs(folder)
     if not classes:
         raise DataError(f"folder: {folder} has no class sub-folders")
     images, labels, paths = _read_image_folder(folder, classes)

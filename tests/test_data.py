@@ -143,6 +143,12 @@ def test_image_folder_class_subfolders(tmp_path, gray):
     assert torch.equal(again.x_test, data.x_test)
 
 
+def test_image_folder_ignores_hidden_folders(tmp_path):
+    write_image_folder(tmp_path)
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    assert _raw(f"folder:{tmp_path}").num_classes == 3
+
+
 def test_image_folder_train_test_layout(tmp_path):
     from PIL import Image
 
