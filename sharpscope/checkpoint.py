@@ -187,7 +187,22 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
     resume: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a sharpscope checkpoint atomically (temporary file, then rename)."""
+    """Write a sharpscope checkpoint atomically (temporary file, then rename).
+
+    ``optimizer``, ``metrics``, ``extra`` and ``resume`` are stored through
+    :func:`to_plain_data` (NumPy values become numbers/tensors); anything that is not
+    plain data raises :class:`CheckpointError` before the file is touched, so every
+    checkpoint written here loads with ``torch.load(weights_only=True)``.
+
+    Example:
+        >>> net = build_model("mlp", input_shape=(1, 8, 8), num_classes=10)
+        >>> import tempfile, os
+        >>> path = save_checkpoint(os.path.join(tempfile.mkdtemp(), "final.pt"), model=net,
+        ...     model_spec=ModelSpec("mlp"), input_shape=(1, 8, 8), num_classes=10, data_spec="digits",
+        ...     metrics=[{"epoch": 1, "train_loss": 0.5}])
+        >>> load_checkpoint(path).final_metrics
+        {'epoch': 1, 'train_loss': 0.5}
+    """
     spec = model_spec if isinstance(model_spec, ModelSpec) else ModelSpec.from_dict(model_spec)
     dspec = data_spec if isinstance(data_spec, DataSpec) else DataSpec.from_dict(data_spec)
     payload = {

@@ -166,3 +166,21 @@ def test_unknown_loss():
         SharpscopeError, match="unknown loss 'hinge': choose one of cross_entropy, mse"
     ):
         get_loss("hinge")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "sharpscope.utils",
+        "sharpscope.models",
+        "sharpscope.data",
+        "sharpscope.checkpoint",
+        "sharpscope.reference",
+    ],
+)
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
