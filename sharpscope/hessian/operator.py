@@ -66,7 +66,7 @@ def _is_batch(obj: Any) -> bool:
 
 def _active_dropout(model: nn.Module) -> list[str]:
     return [
-        name or type(m).__name__
+        f"{name} ({type(m).__name__})" if name else type(m).__name__
         for name, m in model.named_modules()
         if isinstance(m, _DROPOUT_TYPES) and m.training and float(getattr(m, "p", 0.0)) > 0
     ]
@@ -159,6 +159,9 @@ class HessianOperator:
         self._graph: tuple[list[torch.Tensor], tuple[torch.Tensor, ...]] | None = None
         self._fingerprint: list[torch.Tensor] | None = None
         self._record_fingerprint = False
+        with probe_mode(model, mode):
+            # a cached graph would freeze one dropout mask and hide the randomness
+            self._random_modules = _active_dropout(model)
         self.requested_backend = backend
         self.timings: dict[str, float] = {}
         self.backend = backend if backend != "auto" else self._choose_backend()
@@ -249,7 +252,12 @@ class HessianOperator:
         total = 0
         fingerprint = []
         with probe_mode(self.model, self.mode):
-            if self.backend == "double" and self._materialised and len(self._data) == 1:
+            if (
+                self.backend == "double"
+                and self._materialised
+                and len(self._data) == 1
+                and not self._random_modules
+            ):
                 if self._graph is None:
                     x, y = self._data[0]
                     self._graph = self._gradient_graph(x, y)

@@ -60,8 +60,10 @@ def make(name: str, seed: int = 0) -> tuple[nn.Module, list[tuple[torch.Tensor, 
     return model, batches
 
 
-@functools.lru_cache(maxsize=None)
-def exact(name: str, mode: str, params: str | None = None, batch_only: bool = False) -> torch.Tensor:
+@functools.cache
+def exact(
+    name: str, mode: str, params: str | None = None, batch_only: bool = False
+) -> torch.Tensor:
     """The dense Hessian of the full-data (or first-batch) loss."""
     model, batches = make(name)
     data = batches[:1] if batch_only else batches
@@ -73,7 +75,9 @@ def snapshot(model: nn.Module) -> dict:
     return {
         "training": [m.training for m in model.modules()],
         "params": {n: p.detach().clone() for n, p in model.named_parameters()},
-        "grads": {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()},
+        "grads": {
+            n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()
+        },
         "req": {n: p.requires_grad for n, p in model.named_parameters()},
         "buffers": {n: b.clone() for n, b in model.named_buffers()},
     }
@@ -87,7 +91,9 @@ def assert_unchanged(model: nn.Module, before: dict) -> None:
         for n, t in before[key].items():
             assert torch.equal(after[key][n], t), f"{key} {n} changed"
     for n, g in before["grads"].items():
-        assert (after["grads"][n] is None) == (g is None) and (g is None or torch.equal(after["grads"][n], g))
+        assert (after["grads"][n] is None) == (g is None) and (
+            g is None or torch.equal(after["grads"][n], g)
+        )
 
 
 class MatrixOperator:

@@ -49,7 +49,9 @@ def test_full_krylov_space_gives_exact_nodes():
 def test_spectral_density_leaves_model_alone_and_errors():
     model, batches = make("cnn")
     before = snapshot(model)
-    res = spectral_density(model, loss_fn, batches, runs=2, iters=10, backend="double", sigma=0.05, grid_points=50)
+    res = spectral_density(
+        model, loss_fn, batches, runs=2, iters=10, backend="double", sigma=0.05, grid_points=50
+    )
     assert_unchanged(model, before)
     assert res.grid.shape == (50,) and res.nodes.shape == (2, 10) and res.sigma == 0.05
     d = res.to_dict()

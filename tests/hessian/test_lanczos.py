@@ -21,15 +21,20 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "mode", "which", "block", "backend"), CASES,
-                         ids=[f"{n}-{m}-{w}-b{b}-{be}" for n, m, w, b, be in CASES])
+@pytest.mark.parametrize(
+    ("name", "mode", "which", "block", "backend"),
+    CASES,
+    ids=[f"{n}-{m}-{w}-b{b}-{be}" for n, m, w, b, be in CASES],
+)
 def test_eigenpairs_match_dense(name, mode, which, block, backend):
     model, batches = make(name)
     H = exact(name, mode)
     evals, evecs = torch.linalg.eigh(H)
     before = snapshot(model)
     op = HessianOperator(model, loss_fn, batches, mode=mode, backend=backend, block_size=block)
-    res = lanczos(op, k=3, which=which, tol=1e-10, max_products=op.dim, block_size=block, verify=True)
+    res = lanczos(
+        op, k=3, which=which, tol=1e-10, max_products=op.dim, block_size=block, verify=True
+    )
     assert_unchanged(model, before)
     top, low = list(range(len(evals) - 1, len(evals) - 4, -1)), [0, 1, 2]
     idx = {"largest": top, "smallest": low, "both": top + low[::-1]}[which]
@@ -48,7 +53,9 @@ def test_relation_residuals_are_true_residuals():
     op = HessianOperator(model, loss_fn, batches, mode="train", backend="double")
     res = lanczos(op, k=2, tol=1e-2, check=False)  # stops early: residuals well above rounding
     H = exact("mlp-bn", "train")
-    true = torch.linalg.vector_norm(H @ res.eigenvectors.T - res.eigenvectors.T * res.eigenvalues, dim=0)
+    true = torch.linalg.vector_norm(
+        H @ res.eigenvectors.T - res.eigenvectors.T * res.eigenvalues, dim=0
+    )
     torch.testing.assert_close(res.residuals, true / res.eigenvalues.abs(), rtol=1e-6, atol=1e-12)
     assert (res.residuals < 1e-2).all()
     assert res.lanczos_products == res.hvp_count
@@ -77,22 +84,31 @@ def test_library_call_leaves_model_alone_and_per_layer():
     for p in model.parameters():
         p.grad = torch.ones_like(p)
     before = snapshot(model)
-    res = hessian_eigenvalues(model, loss_fn, batches, k=2, mode="train", return_vectors=True, tol=1e-6,
-                              backend="double")
+    res = hessian_eigenvalues(
+        model, loss_fn, batches, k=2, mode="train", return_vectors=True, tol=1e-6, backend="double"
+    )
     assert_unchanged(model, before)
     assert res.mode == "train" and res.samples == 24 and len(res.vectors()) == 2
-    layers = layer_eigenvalues(model, loss_fn, batches, k=1, mode="train", tol=1e-6, backend="double")
+    layers = layer_eigenvalues(
+        model, loss_fn, batches, k=1, mode="train", tol=1e-6, backend="double"
+    )
     assert_unchanged(model, before)
     for layer, r in layers.items():
         names = [n for n, _ in model.named_parameters() if n.rpartition(".")[0] == layer]
         block = dense_hessian(model, loss_fn, batches, params=names, mode="train")
-        assert float(r.eigenvalues[0]) == pytest.approx(float(torch.linalg.eigvalsh(block)[-1]), rel=1e-9)
+        assert float(r.eigenvalues[0]) == pytest.approx(
+            float(torch.linalg.eigvalsh(block)[-1]), rel=1e-9
+        )
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [(dict(which="middle"), "which must be"), (dict(tol=0.0), "tolerance"), (dict(tol=2.0), "tolerance"),
-     (dict(k=0), "top-k")],
+    [
+        (dict(which="middle"), "which must be"),
+        (dict(tol=0.0), "tolerance"),
+        (dict(tol=2.0), "tolerance"),
+        (dict(k=0), "top-k"),
+    ],
     ids=["which", "tol-zero", "tol-big", "k"],
 )
 def test_argument_errors(kwargs, message):

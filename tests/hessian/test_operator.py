@@ -18,10 +18,16 @@ GRID = [(name, mode) for name in CASES for mode in ("eval", "train")]
 
 
 PRODUCT_CASES = [(n, m, "forward") for n, m in GRID] + [
-    ("mlp", "eval", "double"), ("mlp-bn", "train", "double"), ("cnn", "train", "double"), ("cnn-bn", "eval", "double")]
+    ("mlp", "eval", "double"),
+    ("mlp-bn", "train", "double"),
+    ("cnn", "train", "double"),
+    ("cnn-bn", "eval", "double"),
+]
 
 
-@pytest.mark.parametrize(("name", "mode", "backend"), PRODUCT_CASES, ids=[f"{b}-{n}-{m}" for n, m, b in PRODUCT_CASES])
+@pytest.mark.parametrize(
+    ("name", "mode", "backend"), PRODUCT_CASES, ids=[f"{b}-{n}-{m}" for n, m, b in PRODUCT_CASES]
+)
 def test_products_match_dense_full_data(name, mode, backend):
     model, batches = make(name)
     H = exact(name, mode)
@@ -34,7 +40,9 @@ def test_products_match_dense_full_data(name, mode, backend):
     assert op.num_samples == sum(len(y) for _, y in batches)
 
 
-@pytest.mark.parametrize(("name", "mode"), [("mlp-bn", "train"), ("cnn", "eval")], ids=["mlp-bn-train", "cnn-eval"])
+@pytest.mark.parametrize(
+    ("name", "mode"), [("mlp-bn", "train"), ("cnn", "eval")], ids=["mlp-bn-train", "cnn-eval"]
+)
 @pytest.mark.parametrize("backend", ["forward", "double"])
 def test_single_batch_and_dataloader(name, mode, backend):
     model, batches = make(name)
@@ -48,10 +56,12 @@ def test_single_batch_and_dataloader(name, mode, backend):
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=10)
     op = HessianOperator(model, loss_fn, loader, mode=mode, backend=backend)
     sizes = [10, 10, 4]
-    split = [(x[i:i + s], y[i:i + s]) for i, s in zip((0, 10, 20), sizes, strict=True)]
+    split = [(x[i : i + s], y[i : i + s]) for i, s in zip((0, 10, 20), sizes, strict=True)]
     from sharpscope.reference import dense_hessian
 
-    torch.testing.assert_close(op @ v, dense_hessian(model, loss_fn, split, mode=mode) @ v, atol=1e-10, rtol=0)
+    torch.testing.assert_close(
+        op @ v, dense_hessian(model, loss_fn, split, mode=mode) @ v, atol=1e-10, rtol=0
+    )
 
 
 @pytest.mark.parametrize("name", ["mlp-bn", "cnn-bn"])
@@ -68,7 +78,9 @@ def test_per_layer_blocks_are_dense_diagonal_blocks(name):
         idx = torch.cat([torch.arange(*offsets[n]) for n in group])
         block = H[idx][:, idx]
         V = torch.randn(op.dim, 2, dtype=torch.float64)
-        torch.testing.assert_close(op.matmat(V), block @ V, atol=1e-10, rtol=0, msg=f"layer {layer}")
+        torch.testing.assert_close(
+            op.matmat(V), block @ V, atol=1e-10, rtol=0, msg=f"layer {layer}"
+        )
 
 
 def test_regex_parameter_subset():
@@ -76,7 +88,9 @@ def test_regex_parameter_subset():
     op = HessianOperator(model, loss_fn, batches, params=r"^3\.", backend="double")
     assert op.names == ["3.weight", "3.bias"]
     H = exact("mlp", "eval", params=r"^3\.")
-    torch.testing.assert_close(op.matmat(torch.eye(op.dim, dtype=torch.float64)), H, atol=1e-10, rtol=0)
+    torch.testing.assert_close(
+        op.matmat(torch.eye(op.dim, dtype=torch.float64)), H, atol=1e-10, rtol=0
+    )
 
 
 def test_dict_products_and_scipy_eigsh():
@@ -133,7 +147,9 @@ def test_determinism_check_names_dropout():
     op = HessianOperator(model, loss_fn, (x, y), mode="train", backend="double")
     with pytest.raises(SharpscopeError, match="differ by .*Dropout active in train mode"):
         op.check_determinism()
-    HessianOperator(model, loss_fn, (x, y), mode="eval", backend="forward").check_determinism()  # eval: fine
+    HessianOperator(
+        model, loss_fn, (x, y), mode="eval", backend="forward"
+    ).check_determinism()  # eval: fine
     fwd = HessianOperator(model, loss_fn, (x, y), mode="train", backend="forward", block_size=2)
     with pytest.raises(SharpscopeError, match="Dropout"):
         fwd.matmat(torch.randn(fwd.dim, 2, dtype=torch.float64))

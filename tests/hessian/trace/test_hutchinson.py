@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from sharpscope.errors import SharpscopeError
 from sharpscope.hessian import HessianOperator, hessian_trace, hutchinson_trace
@@ -11,7 +10,9 @@ from sharpscope.hessian import HessianOperator, hessian_trace, hutchinson_trace
 from ..cases import MatrixOperator, assert_unchanged, exact, loss_fn, make, snapshot
 
 
-@pytest.mark.parametrize(("name", "mode"), [("mlp", "eval"), ("cnn-bn", "train")], ids=["mlp-eval", "cnn-bn-train"])
+@pytest.mark.parametrize(
+    ("name", "mode"), [("mlp", "eval"), ("cnn-bn", "train")], ids=["mlp-eval", "cnn-bn-train"]
+)
 def test_converges_within_four_standard_errors(name, mode):
     H = exact(name, mode)
     probes = 4000
@@ -31,20 +32,27 @@ def test_real_operator_gives_the_matrix_numbers():
     op = HessianOperator(model, loss_fn, batches, mode="train", backend="double")
     a = hutchinson_trace(op, probes=6, seed=5, block_size=3, check=False)
     b = hutchinson_trace(MatrixOperator(H), probes=6, seed=5, block_size=3, check=False)
-    assert a.trace == pytest.approx(b.trace, rel=1e-10) and a.trace_h2 == pytest.approx(b.trace_h2, rel=1e-10)
+    assert a.trace == pytest.approx(b.trace, rel=1e-10) and a.trace_h2 == pytest.approx(
+        b.trace_h2, rel=1e-10
+    )
 
 
 def test_hessian_trace_leaves_model_alone():
     model, batches = make("mlp-bn")
     model.train()
     before = snapshot(model)
-    est = hessian_trace(model, loss_fn, batches, probes=4, mode="train", backend="forward", block_size=2)
+    est = hessian_trace(
+        model, loss_fn, batches, probes=4, mode="train", backend="forward", block_size=2
+    )
     assert_unchanged(model, before)
     assert est.mode == "train" and est.backend == "forward" and est.hvp_count == 6
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [(dict(probes=1), "probes"), (dict(method="x"), "unknown trace")],
-                         ids=["probes", "method"])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [(dict(probes=1), "probes"), (dict(method="x"), "unknown trace")],
+    ids=["probes", "method"],
+)
 def test_errors(kwargs, message):
     model, batches = make("mlp")
     with pytest.raises(SharpscopeError, match=message):

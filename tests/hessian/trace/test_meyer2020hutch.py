@@ -14,10 +14,14 @@ def test_error_shrinks_with_probes_and_beats_hutchinson():
     H = exact("cnn-bn", "eval")
     tr = float(H.trace())
     op = MatrixOperator(H)
-    errors = {m: float(np.mean([abs(hutchpp_trace(op, probes=m, seed=s).trace - tr) for s in range(20)]))
-              for m in (15, 60)}
+    errors = {
+        m: float(np.mean([abs(hutchpp_trace(op, probes=m, seed=s).trace - tr) for s in range(20)]))
+        for m in (15, 60)
+    }
     assert errors[60] < 0.5 * errors[15]
-    hutch = float(np.mean([abs(hutchinson_trace(op, probes=60, seed=s).trace - tr) for s in range(20)]))
+    hutch = float(
+        np.mean([abs(hutchinson_trace(op, probes=60, seed=s).trace - tr) for s in range(20)])
+    )
     assert errors[60] < hutch
 
 
