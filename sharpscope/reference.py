@@ -62,7 +62,14 @@ def dense_hessian(model: nn.Module, loss_fn, batches: Iterable[Batch] | Batch, *
         # ``torch.func.hessian`` is ``jacfwd(jacrev(f))``; its vmapped reverse-over-reverse
         # pass gives wrong second derivatives through train-mode BatchNorm (torch 2.3-2.13),
         # while ``jacfwd(grad(f))`` (forward-over-reverse, unbatched reverse) is exact.
-        return torch.func.jacfwd(torch.func.grad(f))(theta).detach()
+        try:
+            return torch.func.jacfwd(torch.func.grad(f))(theta).detach()
+        except RuntimeError as exc:
+            # Some losses have no forward-mode derivative of their backward (torch's
+            # ``F.mse_loss`` raises "ZeroTensors are immutable"): use double backward.
+            if "ZeroTensor" not in str(exc) and "forward AD" not in str(exc):
+                raise
+            return torch.autograd.functional.hessian(f, theta).detach()
 
 
 def dense_loss(model: nn.Module, loss_fn, batches: Iterable[Batch] | Batch, *, mode: str = "eval") -> float:

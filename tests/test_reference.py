@@ -255,3 +255,14 @@ def test_select_parameters_errors(pattern, message):
     with pytest.raises(SharpscopeError) as info:
         select_parameters(net, pattern)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_dense_hessian_with_torch_mse_loss_matches_closed_form() -> None:
+    # torch's F.mse_loss has no forward-over-reverse derivative ("ZeroTensors are
+    # immutable"); the reference falls back to double backward and stays exact.
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1, bias=False).double()
+    x = torch.randn(7, 3, dtype=torch.float64)
+    y = torch.randn(7, 1, dtype=torch.float64)
+    H = dense_hessian(net, torch.nn.functional.mse_loss, (x, y))
+    torch.testing.assert_close(H, 2.0 * x.T @ x / 7, rtol=1e-12, atol=1e-12)
