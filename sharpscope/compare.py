@@ -1074,6 +1074,7 @@ def compare(
         notes=list(dict.fromkeys(notes)),
         environment=_environment(dev),
     )
+    report.settings["probe_samples"] = int(sum(len(b[1]) for b in batches[labels[0]]))
     report.settings["reused_probes"] = int(reused)
     report.settings["computed_probes"] = len(tasks) - int(reused)
     write_report(report)

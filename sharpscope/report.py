@@ -119,7 +119,7 @@ def summary_markdown(report: Any) -> str:
     lines = [
         f"# sharpscope comparison: {', '.join(report.labels)}",
         "",
-        f"{len(report.labels)} checkpoint(s) probed on the same {s.get('samples') or 'all'} "
+        f"{len(report.labels)} checkpoint(s) probed on the same {s.get('probe_samples')} "
         f"training samples (seed {s['seed']}, {s['mode']} mode, rho {s['rho']:g}, "
         f"{s['directions_count']} shared filter-normalised directions).",
         "",
@@ -291,24 +291,45 @@ def _fig_slices_1d(report: Any, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _shared_colorbar(fig: Any, axes: Any, levels: Any, label: str = "loss") -> None:
+    import matplotlib as mpl
+
+    if levels is None:
+        return
+    norm = mpl.colors.Normalize(vmin=float(levels[0]), vmax=float(levels[-1]))
+    sm = mpl.cm.ScalarMappable(norm=norm, cmap="viridis")
+    fig.colorbar(sm, ax=list(axes), label=label, shrink=0.9)
+
+
 def _fig_slices_2d(report: Any, path: Path) -> Path | None:
-    from .landscape.plots import plot_comparison
+    from .landscape.plots import plot_contour, shared_levels
 
     items = _surfaces(report, "slice2d")
     if not items:
         return None
-    fig, axes = plot_comparison(
-        [s for _, s in items],
-        None,
-        labels=[label for label, _ in items],
-        kind="filled",
-        title="2D loss slices on the same two filter-normalised directions (one colour scale)",
+    plt = _plt()
+    levels = shared_levels([s for _, s in items], n=25)
+    fig, axes = plt.subplots(
+        1, len(items), figsize=(4.4 * len(items) + 1.2, 4.4), squeeze=False, layout="constrained"
     )
-    for ax in axes:
-        ax.set_xlabel("d1 (filter-normalised)")
-        ax.set_ylabel("d2 (filter-normalised)")
+    axes = axes[0]
+    for ax, (label, surf) in zip(axes, items, strict=True):
+        plot_contour(
+            surf,
+            ax=ax,
+            levels=levels,
+            filled=True,
+            colorbar=False,
+            title=f"{label} (loss at centre {surf.value_at_center():.3g})",
+            xlabel="d1 (filter-normalised)",
+            ylabel="d2 (filter-normalised)",
+        )
+        ax.plot([0], [0], "+", color="white", ms=10)
         ax.set_aspect("equal", adjustable="box")
-    fig.tight_layout()
+    _shared_colorbar(fig, axes, levels, "training loss")
+    fig.suptitle(
+        "2D loss slices along the same two filter-normalised directions (one colour scale)"
+    )
     return _save(fig, path)
 
 
@@ -377,16 +398,18 @@ def _fig_planes(report: Any, path: Path) -> Path | None:
         return None
     plt = _plt()
     levels = shared_levels([s for _, s in items], n=25)
-    fig, axes = plt.subplots(1, len(items), figsize=(4.9 * len(items), 4.9), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(items), figsize=(4.6 * len(items) + 1.2, 4.9), squeeze=False, layout="constrained"
+    )
     axes = axes[0]
-    for k, (ax, (label, surf)) in enumerate(zip(axes, items, strict=True)):
+    for ax, (label, surf) in zip(axes, items, strict=True):
         rec = report.details[label]["plane"]
         plot_contour(
             surf,
             ax=ax,
             levels=levels,
             filled=True,
-            colorbar=k == len(items) - 1,
+            colorbar=False,
             xlabel="a  (along v0)",
             ylabel="b  (v1's part orthogonal to v0)",
         )
@@ -408,10 +431,11 @@ def _fig_planes(report: Any, path: Path) -> Path | None:
         ax.set_title(f"{label}: psi = {rec['psi_deg']:.1f} deg")
         ax.set_aspect("equal", adjustable="box")
         ax.legend(fontsize=7, loc="lower left")
+    _shared_colorbar(fig, axes, levels, "training loss")
     fig.suptitle(
-        f"XSAM v0-v1 planes (rho={report.settings['rho']:g}, arc at rho_max; one colour scale)"
+        f"XSAM v0-v1 planes (rho={report.settings['rho']:g}, white arc: slerp(v0, v1) at "
+        f"rho_max={report.details[items[0][0]]['plane']['rho_max']:g}; one colour scale)"
     )
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -505,10 +529,43 @@ def _fig_over_training(report: Any, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _digest(report: Any) -> str:
+    import hashlib
+    import json
+
+    from .utils import to_jsonable
+
+    settings = {
+        k: v for k, v in report.settings.items() if k not in ("reused_probes", "computed_probes")
+    }
+    payload = {"labels": report.labels, "details": report.details, "settings": settings}
+    text = json.dumps(to_jsonable(payload), sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
 def write_figures(report: Any) -> dict[str, str]:
-    """Write every PNG figure the report's numbers allow; return ``{"figure:name": path}``."""
+    """Write every PNG figure the report's numbers allow; return ``{"figure:name": path}``.
+
+    The figures are a function of the numbers: when ``figures/index.json`` records the
+    same numbers and every figure it lists is there, nothing is drawn again.
+    """
+    from .utils import read_json
+
     folder = report.out / "figures"
     folder.mkdir(parents=True, exist_ok=True)
+    index = folder / "index.json"
+    digest = _digest(report)
+    if index.is_file():
+        old = read_json(index)
+        files = old.get("files") if isinstance(old, dict) else None
+        if old.get("digest") == digest and files and all(Path(f).is_file() for f in files.values()):
+            return dict(files)
+    files = _draw_figures(report, folder)
+    atomic_write_json(index, {"digest": digest, "files": files})
+    return files
+
+
+def _draw_figures(report: Any, folder: Path) -> dict[str, str]:
     makers = {
         "measures": _fig_measures,
         "slices_1d": _fig_slices_1d,
@@ -806,7 +863,7 @@ def report_html(report: Any) -> str:
         "</head><body>",
         '<pre id="js-errors" hidden></pre><span id="plot-count" hidden></span>',
         f"<h1>sharpscope comparison: {html.escape(', '.join(report.labels))}</h1>",
-        f'<p class="muted">Every probe used the same {report.settings.get("samples") or "all"} training '
+        f'<p class="muted">Every probe used the same {report.settings.get("probe_samples")} training '
         f"samples, seed {report.settings['seed']}, {report.settings['mode']} mode and the same "
         "filter-normalised random directions. Lower = flatter for every flatness measure.</p>",
     ]
