@@ -60,11 +60,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _atomic_path(path: str | os.PathLike) -> tuple[Path, str]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    # mkstemp creates 0600 files; give the result the usual permissions (0666 minus umask).
+    os.chmod(tmp, 0o666 & ~_UMASK)
     return path, tmp
 
 

@@ -184,3 +184,16 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path) -> None:
+    import os
+    import stat
+
+    from sharpscope.utils import atomic_write_json
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    target = tmp_path / "out.json"
+    atomic_write_json(target, {"a": 1})
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
