@@ -87,6 +87,12 @@ class HessianOperator:
             statistics frozen), see :func:`sharpscope._func.probe_mode`.
         backend: ``"auto"``, ``"forward"`` or ``"double"``.
         block_size: vectors per ``vmap`` pass of the forward backend.
+        distributed: ``"auto"`` (default): when a process group of several ranks is
+            active (``torchrun``, see :mod:`sharpscope.distributed`) every rank passes
+            the same ``data``, keeps every ``world_size``-th batch and each product is
+            summed over ranks weighted by sample counts, so all ranks get the
+            single-process product; ``None``: this process alone; or a
+            :class:`~sharpscope.distributed.DistContext`.
 
     Example:
         >>> import torch
@@ -114,7 +120,10 @@ class HessianOperator:
         mode: str = "eval",
         backend: str = "auto",
         block_size: int = 8,
+        distributed: Any = "auto",
     ) -> None:
+        from ..distributed import DistContext, current
+
         if mode not in ("eval", "train"):
             raise SharpscopeError(f"mode must be 'eval' or 'train', got {mode!r}")
         if backend not in BACKENDS:
@@ -144,16 +153,30 @@ class HessianOperator:
         self.shapes = {n: tuple(t.shape) for n, t in self._params.items()}
         self._sizes = [t.numel() for t in self._params.values()]
         self.dim = int(sum(self._sizes))
+        ctx = current() if isinstance(distributed, str) and distributed == "auto" else distributed
+        if ctx is not None and not isinstance(ctx, DistContext):
+            raise SharpscopeError(f"distributed must be 'auto', None or a DistContext, got {ctx!r}")
+        self.dist = ctx if ctx is not None and ctx.active else None
         if _is_batch(data):
             data = [tuple(data)]
         self._data = data
         self._materialised = isinstance(data, (list, tuple))
         if self._materialised:
-            self._data = [self._move(b) for b in data]
-            if not self._data:
+            if not data:
                 raise SharpscopeError("no data: the batch list is empty")
+            if self.dist is not None:
+                data = self.dist.shard(
+                    data, what="batches", hint=" or lower --batch-size so there are more batches"
+                )
+            self._data = [self._move(b) for b in data]
             self.num_samples: int | None = int(sum(len(y) for _, y in self._data))
+            if self.dist is not None:
+                self.local_samples = self.num_samples
+                count = torch.tensor([self.num_samples], dtype=torch.int64, device=self.device)
+                self.num_samples = int(self.dist.all_reduce(count)[0])
         else:
+            if self.dist is not None:
+                self._data = _RankShare(data, self.dist.rank, self.dist.world_size)
             self.num_samples = None
         self.hvp_count = 0
         self._graph: tuple[list[torch.Tensor], tuple[torch.Tensor, ...]] | None = None
@@ -164,7 +187,13 @@ class HessianOperator:
             self._random_modules = _active_dropout(model)
         self.requested_backend = backend
         self.timings: dict[str, float] = {}
-        self.backend = backend if backend != "auto" else self._choose_backend()
+        if backend != "auto":
+            self.backend = backend
+        elif self.dist is None:
+            self.backend = self._choose_backend()
+        else:  # rank 0 times the backends; every rank runs its choice (lock-step products)
+            choice = self._choose_backend() if self.dist.is_main else None
+            self.backend, self.block_size = self.dist.broadcast_object((choice, self.block_size))
 
     # ------------------------------------------------------------------ basics
     @property
@@ -202,7 +231,7 @@ class HessianOperator:
         for b in self._data:
             count += 1
             yield self._move(b)
-        if count == 0:
+        if count == 0 and self.dist is None:  # a rank may hold no batch; _reduce checks the sum
             raise SharpscopeError("no data: the batch iterable is empty")
 
     def zeros(self, k: int | None = None) -> torch.Tensor:
@@ -252,17 +281,14 @@ class HessianOperator:
         total = 0
         fingerprint = []
         with probe_mode(self.model, self.mode):
-            if (
-                self.backend == "double"
-                and self._materialised
-                and len(self._data) == 1
-                and not self._random_modules
-            ):
+            if self.backend == "double" and self._caches_graph():
                 if self._graph is None:
                     x, y = self._data[0]
                     self._graph = self._gradient_graph(x, y)
                 acc = self._double_products(self._graph, rows, retain=True)
-                return acc
+                if self.dist is None:
+                    return acc
+                return self._reduce(acc.mul_(float(len(self._data[0][1]))), None)
             for x, y in self.batches():
                 n_b = len(y)
                 total += n_b
@@ -282,6 +308,21 @@ class HessianOperator:
                 acc.add_(hv, alpha=float(n_b))
         if self._record_fingerprint:
             self._fingerprint = fingerprint
+        if self.dist is not None:
+            return self._reduce(acc, total)
+        if total == 0:
+            raise SharpscopeError("no data: the batch iterable is empty")
+        if self.num_samples is None:
+            self.num_samples = total
+        return acc.div_(float(total))
+
+    def _reduce(self, acc: torch.Tensor, total: int | None) -> torch.Tensor:
+        """Sum this rank's ``sum_b n_b H_b V`` over ranks and divide by the samples of all ranks."""
+        self.dist.all_reduce(acc)
+        if self._materialised:
+            return acc.div_(float(self.num_samples))
+        count = torch.tensor([int(total or 0)], dtype=torch.int64, device=self.device)
+        total = int(self.dist.all_reduce(count)[0])
         if total == 0:
             raise SharpscopeError("no data: the batch iterable is empty")
         if self.num_samples is None:
@@ -359,6 +400,10 @@ class HessianOperator:
                 ]
             )
         return out
+
+    def _caches_graph(self) -> bool:
+        """Whether double-backward products reuse one retained graph (one fixed batch, no dropout)."""
+        return self._materialised and len(self._data) == 1 and not self._random_modules
 
     def release(self) -> None:
         """Free the cached gradient graph of the double backend."""
@@ -456,6 +501,18 @@ class HessianOperator:
         )
 
 
+class _RankShare:
+    """Every ``world``-th batch of a re-iterable, starting at ``rank`` (one rank's share)."""
+
+    def __init__(self, data: Iterable[Any], rank: int, world: int) -> None:
+        self.data, self.rank, self.world = data, rank, world
+
+    def __iter__(self):
+        for i, b in enumerate(self.data):
+            if i % self.world == self.rank:
+                yield b
+
+
 def time_backends(op: HessianOperator, *, max_seconds: float = 0.2) -> dict[str, float]:
     """Seconds per product of each backend, timed on (part of) the first batch.
 
@@ -484,7 +541,14 @@ def time_backends(op: HessianOperator, *, max_seconds: float = 0.2) -> dict[str,
         return min(times)
 
     with probe_mode(op.model, op.mode):
-        t_double = clock(lambda: op._double_products(op._gradient_graph(x, y), rows1, retain=False))
+        if op._caches_graph():  # one fixed batch: products reuse one retained gradient graph
+            graph = op._gradient_graph(x, y)
+            t_double = clock(lambda: op._double_products(graph, rows1, retain=True))
+            del graph
+        else:
+            t_double = clock(
+                lambda: op._double_products(op._gradient_graph(x, y), rows1, retain=False)
+            )
         try:
             t_forward = clock(lambda: op._forward_products(x, y, rows1))
         except Exception:  # noqa: BLE001 - a model torch.func cannot trace: use double backward
