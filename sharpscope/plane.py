@@ -651,11 +651,14 @@ def plot_plane(
     )
     fig.tight_layout()
     if path is not None:
+        from .distributed import is_main
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=130, bbox_inches="tight")
-        tmp.replace(path)
+        if is_main():  # distributed runs: rank 0 writes the figure
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+            fig.savefig(tmp, dpi=130, bbox_inches="tight")
+            tmp.replace(path)
         plt.close(fig)
     return fig
 

@@ -11,6 +11,23 @@
 
 A run interrupted at any point continues with ``resume=True`` and ends with the same
 weights, bit for bit on CPU, as a run that was never interrupted.
+
+Under ``torchrun`` (see :mod:`sharpscope.distributed`) the model is wrapped in
+:class:`~torch.nn.parallel.DistributedDataParallel`; each global batch of
+``batch_size`` samples (the same shuffled order on every rank, from ``seed``) is split
+into one contiguous shard per rank, so a run takes the same optimizer steps as a
+single process. ``perturbation`` says how the sharpness-aware ascent is distributed:
+
+* ``per-rank`` (default): each rank ascends with the gradient of its own shard, as
+  Foret et al. (2021) describe (the first pass runs under ``no_sync``); the gradients
+  at the perturbed points are then averaged (weighted by shard sizes). XSAM computes
+  each rank's whole direction locally and averages the directions.
+* ``global``: every pass is all-reduced, so the ascent uses the gradient of the whole
+  global batch and a step equals the single-process step on that batch.
+
+XSAM's alpha search averages the losses of all ranks, so every rank picks the same
+alpha. Rank 0 writes the files (the same format as a single process); every rank can
+resume from them.
 """
 
 from __future__ import annotations
@@ -23,6 +40,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -39,9 +57,10 @@ from .optim.factory import make_optimizer, optimizer_hparams
 from .optim.xsam import XSAM
 from .utils import atomic_write_text, progress, resolve_device, seed_everything
 
-__all__ = ["SCHEDULES", "TrainResult", "train", "lr_factor"]
+__all__ = ["SCHEDULES", "PERTURBATIONS", "TrainResult", "train", "lr_factor"]
 
 SCHEDULES = ("constant", "cosine", "step")
+PERTURBATIONS = ("per-rank", "global")
 _RUN_FILES = ("last.pt", "final.pt", "metrics.jsonl")
 
 
@@ -186,7 +205,12 @@ def _evaluate(
     batch_size: int,
     device: torch.device,
     bf16: bool,
+    ctx: Any = None,
 ) -> tuple[float, float]:
+    n = len(y)
+    if ctx is not None:  # each rank evaluates a contiguous part; the sums are all-reduced
+        part = torch.tensor_split(torch.arange(n), ctx.world_size)[ctx.rank]
+        x, y = x[part], y[part]
     was = net.training
     net.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
@@ -198,8 +222,39 @@ def _evaluate(
         total += loss.double() * len(yb)
         correct += (out.argmax(-1) == yb).sum()
     net.train(was)
-    n = max(1, len(y))
+    if ctx is not None:
+        sums = ctx.all_reduce(torch.stack([total, correct.double()]))
+        total, correct = sums[0], sums[1]
+    n = max(1, n)
     return float(total) / n, float(correct) / n
+
+
+def _rank_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator, ctx: Any
+) -> Any:
+    """This rank's part of every global batch: the same ``randperm`` as :func:`iterate_batches`,
+    each batch split into ``world_size`` contiguous parts. Yields ``(x, y, global batch size)``."""
+    order = torch.randperm(len(y), generator=generator)
+    for start in range(0, len(y), batch_size):
+        idx = order[start : start + batch_size]
+        part = torch.tensor_split(idx, ctx.world_size)[ctx.rank].to(x.device)
+        yield x[part], y[part], len(idx)
+
+
+def _check_world(ctx: Any, n: int, batch_size: int) -> None:
+    world = ctx.world_size
+    if batch_size < world:
+        raise SharpscopeError(
+            f"{world} processes but batches of {batch_size} samples: every process needs at "
+            f"least one sample per step; use --batch-size {world} or more"
+        )
+    last = n % batch_size
+    if n < world or 0 < last < world:
+        raise SharpscopeError(
+            f"{world} processes but the last batch of an epoch holds {last or n} samples "
+            f"({n} training samples, batch size {batch_size}): every process needs at least "
+            "one sample per step; change --batch-size or --samples"
+        )
 
 
 def _remove_run_files(out: Path) -> None:
@@ -254,6 +309,7 @@ def train(
     force: bool = False,
     quiet: bool = False,
     callback: Callable[[int, dict[str, Any]], None] | None = None,
+    perturbation: str = "per-rank",
 ) -> TrainResult:
     """Train ``model`` on ``data`` with ``optimizer`` (``sgd``, ``sam``, ``asam`` or ``xsam``).
 
@@ -275,6 +331,8 @@ def train(
         resume: continue the run in ``out`` from ``last.pt`` (the settings must match;
             ``epochs`` may grow). ``force``: overwrite a finished or unfinished run.
         callback: ``callback(epoch, record)`` after each epoch's checkpoint is written.
+        perturbation: distributed runs only: ``per-rank`` (default) or ``global`` ascent
+            (see the module documentation).
 
     Raises:
         SharpscopeError: invalid settings, an existing run, nothing to resume.
@@ -316,40 +374,65 @@ def train(
     if milestones is None:
         milestones = [epochs // 2, (3 * epochs) // 4] if schedule == "step" else []
     milestones = [int(check_number("milestone", m, low=1, integer=True)) for m in milestones]
+    if perturbation not in PERTURBATIONS:
+        raise SharpscopeError(
+            f"unknown perturbation {perturbation!r}: use per-rank (each rank ascends on its "
+            "own shard) or global (all-reduced gradient)"
+        )
+    from .distributed import current
+
+    ctx = current()
     loss_fn = get_loss(loss)
     dev = resolve_device(device)
+    if ctx is not None:
+        if dev.type == "cuda":
+            dev = ctx.device  # one GPU per local rank
+        elif ctx.backend == "nccl":
+            raise SharpscopeError(
+                f"the process group uses NCCL (GPUs) but training runs on {dev}: "
+                "launch with --device cuda or auto"
+            )
     if bf16:
         _check_bf16(dev)
 
     out = Path(out).expanduser()
     last_path, final_path = out / "last.pt", out / "final.pt"
-    ck = None
-    if resume:
-        if not last_path.exists():
+
+    def inspect_out() -> dict[str, Any] | None:
+        """Refuse to clobber a run, load the resume state (rank 0 only when distributed)."""
+        ck = None
+        if resume:
+            if not last_path.exists():
+                raise SharpscopeError(
+                    f"nothing to resume in {out}: no last.pt (start without --resume)"
+                )
+            ck = load_checkpoint(last_path)
+            if not ck.resume:
+                raise SharpscopeError(
+                    f"{last_path} holds no resume state; start again with --force"
+                )
+            done = int(ck.resume["epoch"])
+            if final_path.exists() and done >= epochs:
+                raise SharpscopeError(
+                    f"the run in {out} is already finished ({done} epochs): nothing to resume; "
+                    "raise --epochs to continue it or use --force to start over"
+                )
+        elif final_path.exists() and not force:
             raise SharpscopeError(
-                f"nothing to resume in {out}: no last.pt (start without --resume)"
+                f"{out} holds a finished run (final.pt): use --force to overwrite it "
+                "or --out to choose another folder"
             )
-        ck = load_checkpoint(last_path)
-        if not ck.resume:
-            raise SharpscopeError(f"{last_path} holds no resume state; start again with --force")
-        done = int(ck.resume["epoch"])
-        if final_path.exists() and done >= epochs:
+        elif last_path.exists() and not force:
             raise SharpscopeError(
-                f"the run in {out} is already finished ({done} epochs): nothing to resume; "
-                "raise --epochs to continue it or use --force to start over"
+                f"{out} holds an unfinished run (last.pt): use --resume to continue it "
+                "or --force to start over"
             )
-    elif final_path.exists() and not force:
-        raise SharpscopeError(
-            f"{out} holds a finished run (final.pt): use --force to overwrite it "
-            "or --out to choose another folder"
-        )
-    elif last_path.exists() and not force:
-        raise SharpscopeError(
-            f"{out} holds an unfinished run (last.pt): use --resume to continue it "
-            "or --force to start over"
-        )
-    elif force and out.exists():
-        _remove_run_files(out)
+        elif force and out.exists():
+            _remove_run_files(out)
+        return None if ck is None else {"resume": ck.resume, "metrics": ck.metrics}
+
+    state = ctx.run_on_main(inspect_out) if ctx is not None else inspect_out()
+    ck = None if state is None else SimpleNamespace(**state)
 
     splits = data if isinstance(data, DataSplits) else load_data(data, samples=samples)
     if isinstance(data, DataSplits) and samples is not None:
@@ -374,6 +457,9 @@ def train(
         "seed": seed,
         "bf16": bf16,
     }
+    if ctx is not None:  # the sharding depends on the world size
+        settings.update(world_size=ctx.world_size, perturbation=perturbation)
+        _check_world(ctx, len(splits.y_train), batch_size)
     if ck is not None:
         diff = _settings_diff(ck.resume.get("settings", {}), settings)
         if diff:
@@ -388,6 +474,11 @@ def train(
         **({"betas": tuple(hp["betas"])} if "betas" in hp else {}),
     )
     x_train, y_train = splits.x_train.to(dev), splits.y_train.to(dev)
+    ddp: nn.Module = net
+    if ctx is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
     steps_per_epoch = math.ceil(len(y_train) / batch_size)
     total_steps = steps_per_epoch * epochs
 
@@ -451,13 +542,42 @@ def train(
         )
 
     if start_epoch == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        if ctx is None or ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
         save(out / "epoch_000.pt", with_resume=False)
 
-    def forward_loss(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_loss(
+        x: torch.Tensor, y: torch.Tensor, module: nn.Module = ddp
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         with _autocast(dev, bf16):
-            logits = net(x)
+            logits = module(x)
             return loss_fn(logits, y), logits
+
+    # distributed: which passes are all-reduced by DDP, and the weight that turns the
+    # average of the ranks' shard means into the mean over the global batch
+    local_first = ctx is not None and is_sa and perturbation == "per-rank"
+    local_all = local_first and is_xsam  # per-rank XSAM: whole direction per rank
+    shard_weight = 1.0
+
+    def passes(sync: bool) -> Any:
+        return ddp.no_sync() if ctx is not None and not sync else nullcontext()
+
+    if local_all:
+
+        def average_directions(params: list[torch.Tensor]) -> None:
+            flat = torch.cat([p.grad.reshape(-1) for p in params]) * (shard_weight / ctx.world_size)
+            ctx.all_reduce(flat)
+            for p, g in zip(params, torch.split(flat, [p.numel() for p in params]), strict=True):
+                p.grad.copy_(g.view_as(p))
+
+        opt.grad_hook = average_directions
+
+    def all_finite(value: float) -> bool:
+        ok = math.isfinite(value)
+        if ctx is None:
+            return ok
+        flag = torch.tensor([0.0 if ok else 1.0], device=dev)
+        return float(ctx.all_reduce(flag, op="max")[0]) == 0.0
 
     for epoch in range(start_epoch + 1, epochs + 1):
         t0 = time.perf_counter()
@@ -468,7 +588,15 @@ def train(
         tot_loss = torch.zeros((), dtype=torch.float64, device=dev)
         correct = torch.zeros((), dtype=torch.int64, device=dev)
         seen = 0
-        batches = iterate_batches(x_train, y_train, batch_size, shuffle=True, generator=shuffle)
+        if ctx is None:
+            batches = (
+                (xb, yb, len(yb))
+                for xb, yb in iterate_batches(
+                    x_train, y_train, batch_size, shuffle=True, generator=shuffle
+                )
+            )
+        else:
+            batches = _rank_batches(x_train, y_train, batch_size, shuffle, ctx)
         bar = progress(
             batches,
             desc=f"{name} epoch {epoch}/{epochs}",
@@ -477,30 +605,42 @@ def train(
             leave=True,
             unit="batch",
         )
-        for step, (xb, yb) in enumerate(bar, start=1):
+        for step, (xb, yb, n_global) in enumerate(bar, start=1):
             opt.zero_grad(set_to_none=True)
-            loss_t, logits = forward_loss(xb, yb)
-            value = float(loss_t.detach())
-            if not math.isfinite(value):
-                kept = (
-                    f"{last_path} keeps epoch {epoch - 1}" if epoch > 1 else "no epoch was finished"
-                )
-                raise NonFiniteLossError(
-                    f"the training loss became {value} at epoch {epoch}, step {step} "
-                    f"({name}, lr {opt.param_groups[0]['lr']:.3g}): stopped; {kept}"
-                )
-            loss_t.backward()
+            if ctx is not None:
+                shard_weight = len(yb) * ctx.world_size / n_global
+            with passes(not local_first):
+                loss_t, logits = forward_loss(xb, yb)
+                value = float(loss_t.detach())
+                if not all_finite(value):
+                    kept = (
+                        f"{last_path} keeps epoch {epoch - 1}"
+                        if epoch > 1
+                        else "no epoch was finished"
+                    )
+                    where = f" on rank {ctx.rank}" if ctx is not None else ""
+                    raise NonFiniteLossError(
+                        f"the training loss became {value}{where} at epoch {epoch}, step {step} "
+                        f"({name}, lr {opt.param_groups[0]['lr']:.3g}): stopped; {kept}"
+                    )
+                (loss_t if local_first else loss_t * shard_weight).backward()
             if is_sa:
 
-                def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> torch.Tensor:
-                    lo, _ = forward_loss(xb, yb)
-                    lo.backward()
+                def closure(
+                    xb: torch.Tensor = xb, yb: torch.Tensor = yb, w: float = shard_weight
+                ) -> torch.Tensor:
+                    with passes(not local_all):
+                        lo, _ = forward_loss(xb, yb)
+                        (lo if local_all else lo * w).backward()
                     return lo
 
                 if is_xsam:
 
                     def eval_loss(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> float:
-                        return float(forward_loss(xb, yb)[0])
+                        lo = forward_loss(xb, yb, net)[0].detach()
+                        if ctx is None:
+                            return float(lo)
+                        return float(ctx.weighted_mean(lo.double().reshape(1), len(yb))[0][0])
 
                     opt.step(closure, loss_fn=eval_loss)
                 else:
@@ -520,6 +660,15 @@ def train(
                 bar.set_postfix(
                     loss=f"{float(tot_loss) / seen:.4f}", acc=f"{float(correct) / seen:.3f}"
                 )
+        if ctx is not None:  # whole-epoch numbers; rank 0's BatchNorm statistics everywhere
+            sums = ctx.all_reduce(
+                torch.stack(
+                    [tot_loss, correct.double(), torch.tensor(float(seen), device=dev).double()]
+                )
+            )
+            tot_loss, correct, seen = sums[0], sums[1], int(sums[2])
+            for buf in net.buffers():
+                ctx.broadcast_(buf)
         train_loss, train_acc = float(tot_loss) / max(1, seen), float(correct) / max(1, seen)
         test_loss, test_acc = _evaluate(
             net,
@@ -529,6 +678,7 @@ def train(
             batch_size=eval_batch_size,
             device=dev,
             bf16=bf16,
+            ctx=ctx,
         )
         record: dict[str, Any] = {
             "epoch": epoch,

@@ -79,8 +79,20 @@ def _atomic_path(path: str | os.PathLike) -> tuple[Path, str]:
     return path, tmp
 
 
+def _writes_files() -> bool:
+    """False on the ranks other than 0 of a distributed run: only rank 0 writes files."""
+    from .distributed import is_main
+
+    return is_main()
+
+
 @contextlib.contextmanager
 def _replace_on_success(path: str | os.PathLike) -> Iterator[str]:
+    if not _writes_files():
+        # a distributed run's other ranks: write into a private folder and drop it
+        with tempfile.TemporaryDirectory(prefix="sharpscope-rank-") as scratch:
+            yield os.path.join(scratch, Path(path).name)
+        return
     target, tmp = _atomic_path(path)
     try:
         yield tmp
@@ -188,8 +200,11 @@ def parse_range(text: str, *, name: str = "range") -> tuple[float, float, int]:
 
 def progress(iterable: Iterable[T], *, desc: str = "", total: int | None = None,
              quiet: bool = False, leave: bool = False, unit: str = "it") -> Iterable[T]:
-    """Wrap ``iterable`` in a tqdm progress bar on stderr unless ``quiet``."""
-    if quiet:
+    """Wrap ``iterable`` in a tqdm progress bar on stderr unless ``quiet``.
+
+    Silent on the ranks other than 0 of a distributed run.
+    """
+    if quiet or not _writes_files():
         return iterable
     from tqdm.auto import tqdm
 

@@ -36,6 +36,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from .._func import preserved, probe_mode
+from ..distributed import current
 from ..errors import SharpscopeError
 from ..utils import atomic_savez, atomic_write_json, progress, read_json
 
@@ -303,6 +304,11 @@ def evaluate_grid(
             that cannot be vmapped falls back to the loop. Both give the same numbers.
         out_dir: folder for ``surface.npz`` + ``meta.json``, written atomically after
             each chunk; existing results with the same settings are resumed.
+
+    Distributed (``torchrun``, see :mod:`sharpscope.distributed`): every rank passes the
+    same arguments; the missing points are dealt to the ranks chunk by chunk, gathered
+    after every round, and every rank returns the whole surface. Rank 0 alone reads
+    and writes ``out_dir``.
         quiet: no progress bar.
         metadata: extra plain data stored in ``meta.json`` (not compared on resume).
         chunk_size: points per chunk (default: from free memory for vmap; about 5% of
@@ -378,18 +384,31 @@ def evaluate_grid(
             "recompute_bn": bool(recompute_bn),
             "loss_fn": getattr(loss_fn, "__name__", type(loss_fn).__name__),
         }
-        surface = Surface.empty(axes)
         out = Path(out_dir) if out_dir is not None else None
-        if out is not None and (out / "surface.npz").is_file() and (out / "meta.json").is_file():
-            old = Surface.load(out)
-            diff = [k for k in signature if old.meta.get("signature", {}).get(k) != signature[k]]
-            if not diff and old.shape == surface.shape:
-                surface = old
-            elif not force:
-                raise SharpscopeError(
-                    f"{out} holds a surface computed with other settings ({', '.join(diff) or 'shape'} differ); "
-                    "use another output folder or --force to overwrite"
-                )
+
+        def resumed() -> Surface:
+            surface = Surface.empty(axes)
+            if (
+                out is not None
+                and (out / "surface.npz").is_file()
+                and (out / "meta.json").is_file()
+            ):
+                old = Surface.load(out)
+                diff = [
+                    k for k in signature if old.meta.get("signature", {}).get(k) != signature[k]
+                ]
+                if not diff and old.shape == surface.shape:
+                    surface = old
+                elif not force:
+                    raise SharpscopeError(
+                        f"{out} holds a surface computed with other settings ({', '.join(diff) or 'shape'} differ); "
+                        "use another output folder or --force to overwrite"
+                    )
+            return surface
+
+        # distributed: rank 0 owns the files and decides what is done; points are dealt out
+        ctx = current()
+        surface = ctx.run_on_main(resumed) if ctx is not None else resumed()
         surface.meta.update(
             {
                 "signature": signature,
@@ -417,13 +436,20 @@ def evaluate_grid(
                     chunk_size = max(1, min(64, math.ceil(surface.done.size / 20)))
             if chunk_size < 1:
                 raise SharpscopeError(f"chunk size must be at least 1, got {chunk_size}")
+            if ctx is not None:  # free memory differs between GPUs: rank 0's chunk for all
+                chunk_size = int(ctx.broadcast_object(chunk_size))
             surface.meta.update({"method": chosen, "chunk_size": int(chunk_size)})
             chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
             flat_loss, flat_acc = surface.loss.reshape(-1), surface.accuracy.reshape(-1)
             flat_done = surface.done.reshape(-1)
-            for chunk in progress(chunks, desc="loss surface", quiet=quiet, unit="chunk"):
+            world = ctx.world_size if ctx is not None else 1
+            rounds = [chunks[i : i + world] for i in range(0, len(chunks), world)]
+            for group in progress(rounds, desc="loss surface", quiet=quiet, unit="chunk"):
+                rank = ctx.rank if ctx is not None else 0
+                chunk = group[rank] if rank < len(group) else todo[:0]
                 coefs = grid[chunk]
-                if chosen == "vmap":
+                losses, accs = [], []
+                if chosen == "vmap" and len(chunk):
                     try:
                         losses, accs = _eval_chunk_vmap(model, loss_fn, batches, base, dirs, coefs)
                     except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
@@ -443,7 +469,11 @@ def evaluate_grid(
                 losses = np.asarray(losses, dtype=np.float64)
                 accs = np.asarray(accs, dtype=np.float64)
                 accs[~np.isfinite(losses)] = np.nan
-                flat_loss[chunk], flat_acc[chunk], flat_done[chunk] = losses, accs, True
+                parts = [(chunk, losses, accs)]
+                if ctx is not None:  # every rank gets every rank's points
+                    parts = ctx.all_gather_object((chunk, losses, accs))
+                for idx, lo, ac in parts:
+                    flat_loss[idx], flat_acc[idx], flat_done[idx] = lo, ac, True
                 surface.meta["elapsed_s"] = (
                     float(surface.meta.get("elapsed_s", 0.0)) + time.perf_counter() - started
                 )

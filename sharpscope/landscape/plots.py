@@ -92,6 +92,12 @@ def _save(fig: Any, path: str | Path | None, own: bool) -> None:
     path = Path(path)
     if path.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise SharpscopeError(f"plot file {path} must end in .png, .pdf or .svg")
+    from ..distributed import is_main
+
+    if not is_main():  # distributed runs: rank 0 writes the figures
+        if own:
+            _plt().close(fig)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")

@@ -216,6 +216,9 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
         self.steps_done = 0
+        self.grad_hook: Callable[[list[torch.Tensor]], None] | None = None
+        """Called with the parameters right before the base optimizer steps, their final
+        ``.grad`` in place (distributed training averages per-rank XSAM directions here)."""
         self._active: list[torch.Tensor] | None = None
         self._theta0: list[torch.Tensor] = []
         self._frozen: list[nn.Module] = []
@@ -272,8 +275,10 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         if self._active is None:
             raise SharpscopeError(f"{self.name}.second_step() called without first_step()")
         torch._foreach_copy_(self._active, self._theta0)
-        self._active = None
+        params, self._active = self._active, None
         self._unfreeze_bn()
+        if self.grad_hook is not None:
+            self.grad_hook(params)
         self.base_optimizer.step()
         self.steps_done += 1
         if zero_grad:

@@ -342,6 +342,8 @@ class XSAM(SharpnessAwareOptimizer):
             self._search(params, res, loss_fn)
         self._unfreeze_bn()
         self._set_update(params, res)
+        if self.grad_hook is not None:
+            self.grad_hook(params)
         self.base_optimizer.step()
         self.steps_done += 1
 
