@@ -41,8 +41,15 @@ ModeOpt = Annotated[str, typer.Option("--mode", help="Model mode while probing: 
 
 # ----------------------------------------------------------------------------- errors
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``error: message`` on one line to stderr and exit with ``code``."""
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    """Print ``error: message`` on one line to stderr and exit with ``code``.
+
+    In a distributed run the ranks other than 0 say which rank they are.
+    """
+    from sharpscope.distributed import current
+
+    ctx = current()
+    where = f" (rank {ctx.rank})" if ctx is not None and not ctx.is_main else ""
+    typer.echo(f"error{where}: {' '.join(str(message).split())}", err=True)
     raise typer.Exit(code)
 
 
@@ -105,7 +112,9 @@ def parse_json_dict(text: str | None, *, option: str = "--model-kwargs") -> dict
 
 def emit_json(path: Path | None, obj: Any) -> None:
     """Write ``obj`` as JSON to ``path`` (atomically), or to stdout when ``path`` is ``-``."""
-    if path is None:
+    from sharpscope.distributed import is_main
+
+    if path is None or not is_main():  # distributed runs: rank 0 reports
         return
     if str(path) == "-":
         sys.stdout.write(json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n")
@@ -120,3 +129,19 @@ def load_cli_problem(checkpoint: Path, *, model: str | None, model_kwargs: str |
 
     return load_problem(checkpoint, model=model, model_kwargs=parse_json_dict(model_kwargs) or None,
                         data=data, device=device)
+
+
+def distributed_setup(device: str, quiet: bool) -> tuple[str, bool]:
+    """Join torchrun's process group when ``WORLD_SIZE > 1`` (else change nothing).
+
+    Returns the device this rank uses (``cuda:LOCAL_RANK`` with GPUs) and ``quiet``,
+    forced on the ranks other than 0 (only rank 0 prints and writes).
+    """
+    from sharpscope.distributed import init_distributed, world_size_from_env
+
+    if world_size_from_env() <= 1:
+        return device, quiet
+    ctx = init_distributed(device=device)
+    if ctx.backend == "nccl" and (str(device) == "auto" or str(device).startswith("cuda")):
+        device = str(ctx.device)
+    return device, quiet or not ctx.is_main

@@ -7,7 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DeviceOpt, JsonOpt, ModeOpt, QuietOpt, SeedOpt, emit_json, handles_errors
+from ._common import (
+    DeviceOpt,
+    JsonOpt,
+    ModeOpt,
+    QuietOpt,
+    SeedOpt,
+    distributed_setup,
+    emit_json,
+    handles_errors,
+)
 
 
 def _print_report(report, *, json_out: Path | None, quiet: bool) -> None:
@@ -81,6 +90,7 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """Compare minima: Hessian, sharpness, slices, planes, interpolation; writes a report."""
+        device, quiet = distributed_setup(device, quiet)
         import warnings
 
         from sharpscope.compare import compare

@@ -17,6 +17,7 @@ from ._common import (
     ModeOpt,
     QuietOpt,
     SeedOpt,
+    distributed_setup,
     emit_json,
     handles_errors,
     parse_json_dict,
@@ -130,6 +131,7 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """Top (or bottom) Hessian eigenvalues by Lanczos, with residuals and the product count."""
+        device, quiet = distributed_setup(device, quiet)
         from sharpscope.hessian.probe import probe_eigen
 
         out = probe_eigen(
@@ -211,6 +213,7 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """Hessian trace (with standard error) and tr(H^2) by Hutchinson or Hutch++."""
+        device, quiet = distributed_setup(device, quiet)
         from sharpscope.hessian.probe import probe_trace
 
         out = probe_trace(
@@ -287,6 +290,7 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """Hessian eigenvalue density by stochastic Lanczos quadrature (Ghorbani et al. 2019)."""
+        device, quiet = distributed_setup(device, quiet)
         from sharpscope.hessian.probe import probe_esd
 
         out = probe_esd(

@@ -18,6 +18,7 @@ from ._common import (
     QuietOpt,
     SamplesOpt,
     SeedOpt,
+    distributed_setup,
     emit_json,
     handles_errors,
     load_cli_problem,
@@ -143,6 +144,7 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """Loss (and accuracy) on a 1D or 2D slice around a checkpoint, with plots (Li et al. 2018)."""
+        device, quiet = distributed_setup(device, quiet)
         from sharpscope.landscape.api import slice_problem
         from sharpscope.utils import parse_range
 
@@ -227,6 +229,7 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """Loss along the straight line (1 - t) a + t b between two checkpoints (BN running stats too)."""
+        device, quiet = distributed_setup(device, quiet)
         from sharpscope.landscape.api import interpolate_problems
         from sharpscope.utils import parse_range
 
@@ -315,6 +318,7 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """The training path projected on the PCA plane of its checkpoints, over the loss contour."""
+        device, quiet = distributed_setup(device, quiet)
         from sharpscope.errors import SharpscopeError
         from sharpscope.landscape.api import trajectory_problem
         from sharpscope.utils import parse_range

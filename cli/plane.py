@@ -17,6 +17,7 @@ from ._common import (
     ModeOpt,
     QuietOpt,
     SeedOpt,
+    distributed_setup,
     emit_json,
     handles_errors,
     parse_json_dict,
@@ -165,6 +166,7 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """XSAM's v0-v1 plane: loss contour, slerp arc, SAM's and XSAM's points, the worst point of the ball."""
+        device, quiet = distributed_setup(device, quiet)
         from sharpscope.plane import probe_plane
 
         out = probe_plane(
@@ -238,6 +240,7 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """Sharpness of a checkpoint: worst-case or average-case loss increase in a rho-ball, lambda_max, trace."""
+        device, quiet = distributed_setup(device, quiet)
         from sharpscope.sharpness import probe_sharpness
 
         out = probe_sharpness(

@@ -14,6 +14,7 @@ from ._common import (
     QuietOpt,
     SamplesOpt,
     SeedOpt,
+    distributed_setup,
     emit_json,
     fail,
     handles_errors,
@@ -149,10 +150,19 @@ def register(app: typer.Typer) -> None:
         force: Annotated[
             bool, typer.Option("--force", help="Overwrite an existing run in --out.")
         ] = False,
+        perturbation: Annotated[
+            str,
+            typer.Option(
+                "--perturbation",
+                help="torchrun runs, SAM/ASAM/XSAM: per-rank (each rank ascends on its own shard, "
+                "Foret et al.) or global (all-reduced gradient before the ascent).",
+            ),
+        ] = "per-rank",
         json_out: JsonOpt = None,
         quiet: QuietOpt = False,
     ) -> None:
         """Train a model with SGD, SAM, ASAM or XSAM; writes checkpoints every epoch and resumes."""
+        device, quiet = distributed_setup(device, quiet)
         from sharpscope.train import train
 
         try:
@@ -190,6 +200,7 @@ def register(app: typer.Typer) -> None:
                 resume=resume,
                 force=force,
                 quiet=quiet,
+                perturbation=perturbation,
             )
         except KeyboardInterrupt:
             typer.echo(

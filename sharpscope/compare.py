@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from ._func import preserved, probe_mode
+from .distributed import current, is_main
 from .errors import CheckpointError, SharpscopeError
 from .utils import atomic_write_json, parse_range, progress, read_json, to_jsonable
 
@@ -330,13 +331,21 @@ def _jsonable(obj: Any) -> Any:
 def _cached(path: Path, key: dict[str, Any], compute: Any) -> tuple[Any, bool]:
     """``compute()``'s JSON-ready result, from ``path`` when its key matches (then ``True``)."""
     key = _jsonable(key)
-    if path.is_file():
-        try:
-            old = read_json(path)
-        except SharpscopeError:
-            old = None
-        if isinstance(old, dict) and old.get("key") == key and "result" in old:
-            return old["result"], True
+
+    def stored() -> Any:
+        if path.is_file():
+            try:
+                old = read_json(path)
+            except SharpscopeError:
+                old = None
+            if isinstance(old, dict) and old.get("key") == key and "result" in old:
+                return old["result"]
+        return None
+
+    ctx = current()  # distributed: rank 0 reads the cache and tells the others
+    old_result = ctx.run_on_main(stored) if ctx is not None else stored()
+    if old_result is not None:
+        return old_result, True
     result = _jsonable(compute())
     atomic_write_json(path, {"key": key, "result": result})
     return result, False
@@ -344,6 +353,8 @@ def _cached(path: Path, key: dict[str, Any], compute: Any) -> tuple[Any, bool]:
 
 def _clear_report(out: Path) -> None:
     """Remove what :func:`compare` writes into ``out`` (and nothing else)."""
+    if not is_main():  # distributed runs: rank 0 owns the files
+        return
     for name in ("cache", "figures"):
         shutil.rmtree(out / name, ignore_errors=True)
     for name in (SETTINGS_FILE, "directions.pt", "summary.json", "summary.md", "report.html"):
@@ -352,6 +363,8 @@ def _clear_report(out: Path) -> None:
 
 def _claim(folder: Path, owner: dict[str, Any]) -> None:
     """Make ``folder`` belong to ``owner`` (checkpoint fingerprints): stale contents are removed."""
+    if not is_main():  # distributed runs: rank 0 owns the files
+        return
     marker = folder / "owner.json"
     owner = _jsonable(owner)
     if folder.is_dir():
@@ -893,24 +906,29 @@ def compare(
     if out.exists() and not out.is_dir():
         raise SharpscopeError(f"--out {out} is a file, not a folder")
     settings_path = out / SETTINGS_FILE
-    if force:
-        _clear_report(out)
-    elif settings_path.is_file():
-        try:
-            old = read_json(settings_path)
-        except SharpscopeError:
-            old = None
-        saved = old.get("settings") if isinstance(old, dict) else None
-        if saved != _jsonable(settings):
-            diff = sorted(
-                k
-                for k in set(settings) | set(saved or {})
-                if (saved or {}).get(k) != _jsonable(settings).get(k)
-            )
-            raise SharpscopeError(
-                f"{out} holds a report made with other settings ({', '.join(diff) or 'unreadable'} "
-                "differ): use --force to replace it or choose another --out"
-            )
+
+    def check_out() -> None:
+        if force:
+            _clear_report(out)
+        elif settings_path.is_file():
+            try:
+                old = read_json(settings_path)
+            except SharpscopeError:
+                old = None
+            saved = old.get("settings") if isinstance(old, dict) else None
+            if saved != _jsonable(settings):
+                diff = sorted(
+                    k
+                    for k in set(settings) | set(saved or {})
+                    if (saved or {}).get(k) != _jsonable(settings).get(k)
+                )
+                raise SharpscopeError(
+                    f"{out} holds a report made with other settings ({', '.join(diff) or 'unreadable'} "
+                    "differ): use --force to replace it or choose another --out"
+                )
+
+    ctx = current()  # distributed: rank 0 checks and clears the folder
+    ctx.run_on_main(check_out) if ctx is not None else check_out()
     notes: list[str] = []
     dev = resolve_device(device)
     problems = []
@@ -936,7 +954,8 @@ def compare(
             "the checkpoints differ in architecture or data (--allow-mismatch): numbers are "
             "measured on each model's own data and may not be comparable"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    if is_main():
+        out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(settings_path, {"format": REPORT_FORMAT, "settings": settings})
 
     # the shared directions: drawn once from the first model, re-normalised per model
@@ -1077,5 +1096,6 @@ def compare(
     report.settings["probe_samples"] = int(sum(len(b[1]) for b in batches[labels[0]]))
     report.settings["reused_probes"] = int(reused)
     report.settings["computed_probes"] = len(tasks) - int(reused)
-    write_report(report)
+    if is_main():  # distributed runs: rank 0 draws and writes the report
+        write_report(report)
     return report

@@ -49,6 +49,7 @@ __all__ = [
     "is_main",
     "destroy",
     "shard",
+    "world_size_from_env",
     "ENV_VARS",
 ]
 

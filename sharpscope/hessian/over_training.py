@@ -91,14 +91,21 @@ def probe_over_training(
     run_dir = Path(run_dir)
     checkpoints = run_checkpoints(run_dir)
     cache_path = run_dir / "probes" / f"{what}.json"
-    stored: dict[str, Any] = {}
-    if cache and cache_path.is_file():
-        try:
-            old = read_json(cache_path)
-        except SharpscopeError:
-            old = {}
-        if isinstance(old, dict) and old.get("settings") == _jsonable(settings):
-            stored = dict(old.get("epochs") or {})
+
+    def cached() -> dict[str, Any]:
+        if cache and cache_path.is_file():
+            try:
+                old = read_json(cache_path)
+            except SharpscopeError:
+                old = {}
+            if isinstance(old, dict) and old.get("settings") == _jsonable(settings):
+                return dict(old.get("epochs") or {})
+        return {}
+
+    from ..distributed import current
+
+    ctx = current()  # distributed: rank 0 reads the cache, every rank skips the same epochs
+    stored: dict[str, Any] = ctx.run_on_main(cached) if ctx is not None else cached()
     reused = 0
     for epoch, path in progress(
         checkpoints, desc=f"{what} over training", quiet=quiet, unit="epoch"
