@@ -19,24 +19,52 @@ from sharpscope.utils import atomic_write_json, to_jsonable
 F = TypeVar("F", bound=Callable[..., Any])
 
 # ----------------------------------------------------------------------------- options
-ModelOpt = Annotated[Optional[str], typer.Option(
-    "--model", help="Model name (mlp, cnn, resnet20/32/56, vgg11) or 'package.module:function'. "
-                    "Overrides the checkpoint's; required for a plain state dict.")]
-ModelKwargsOpt = Annotated[Optional[str], typer.Option(
-    "--model-kwargs", help='Model keyword arguments as JSON, e.g. \'{"hidden": [64, 64]}\'.')]
-DataOpt = Annotated[Optional[str], typer.Option(
-    "--data", help="Data spec (digits, synthetic, mnist:DIR, cifar10:DIR, cifar100:DIR, tensors:FILE, "
-                   "folder:DIR). Defaults to the checkpoint's; required for a plain state dict.")]
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model",
+        help="Model name (mlp, cnn, resnet20/32/56, vgg11) or 'package.module:function'. "
+        "Overrides the checkpoint's; required for a plain state dict.",
+    ),
+]
+ModelKwargsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model-kwargs", help="Model keyword arguments as JSON, e.g. '{\"hidden\": [64, 64]}'."
+    ),
+]
+DataOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--data",
+        help="Data spec (digits, synthetic, mnist:DIR, cifar10:DIR, cifar100:DIR, tensors:FILE, "
+        "folder:DIR). Defaults to the checkpoint's; required for a plain state dict.",
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
-JsonOpt = Annotated[Optional[Path], typer.Option(
-    "--json", help="Write the numbers as JSON to this file ('-' for standard output).")]
+JsonOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--json", help="Write the numbers as JSON to this file ('-' for standard output)."
+    ),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
-SamplesOpt = Annotated[Optional[int], typer.Option(
-    "--samples", help="Use a seeded subset of this many training samples (default: all).")]
+SamplesOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--samples", help="Use a seeded subset of this many training samples (default: all)."
+    ),
+]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Samples per forward pass.")]
-ModeOpt = Annotated[str, typer.Option("--mode", help="Model mode while probing: eval or train "
-                                      "(train: BatchNorm uses batch statistics, running stats frozen).")]
+ModeOpt = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        help="Model mode while probing: eval or train "
+        "(train: BatchNorm uses batch statistics, running stats frozen).",
+    ),
+]
 
 
 # ----------------------------------------------------------------------------- errors
@@ -64,8 +92,10 @@ def user_errors() -> Iterator[None]:
     except typer.Exit:
         raise
     except KeyboardInterrupt:
-        typer.echo("interrupted: finished work has been kept; run the same command again to resume",
-                   err=True)
+        typer.echo(
+            "interrupted: finished work has been kept; run the same command again to resume",
+            err=True,
+        )
         raise typer.Exit(130) from None
     except SharpscopeError as exc:
         fail(str(exc))
@@ -106,7 +136,9 @@ def parse_json_dict(text: str | None, *, option: str = "--model-kwargs") -> dict
     except json.JSONDecodeError as exc:
         raise SharpscopeError(f"{option} is not valid JSON: {exc.msg} in {text!r}") from exc
     if not isinstance(value, dict):
-        raise SharpscopeError(f"{option} must be a JSON object like '{{\"width\": 2}}', got {text!r}")
+        raise SharpscopeError(
+            f"{option} must be a JSON object like '{{\"width\": 2}}', got {text!r}"
+        )
     return value
 
 
@@ -122,13 +154,24 @@ def emit_json(path: Path | None, obj: Any) -> None:
     atomic_write_json(path, obj)
 
 
-def load_cli_problem(checkpoint: Path, *, model: str | None, model_kwargs: str | None, data: str | None,
-                     device: str = "auto"):
+def load_cli_problem(
+    checkpoint: Path,
+    *,
+    model: str | None,
+    model_kwargs: str | None,
+    data: str | None,
+    device: str = "auto",
+):
     """Load a :class:`sharpscope.Problem` from the common command-line options."""
     from sharpscope.problem import load_problem
 
-    return load_problem(checkpoint, model=model, model_kwargs=parse_json_dict(model_kwargs) or None,
-                        data=data, device=device)
+    return load_problem(
+        checkpoint,
+        model=model,
+        model_kwargs=parse_json_dict(model_kwargs) or None,
+        data=data,
+        device=device,
+    )
 
 
 def distributed_setup(device: str, quiet: bool) -> tuple[str, bool]:

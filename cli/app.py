@@ -13,7 +13,7 @@ from . import compare, hessian, info, landscape, plane, train
 app = typer.Typer(
     name="sharpscope",
     help="Did this training really find a flatter minimum? Train with SGD/SAM/ASAM/XSAM and "
-         "probe the minima: Hessian spectra, loss landscapes, XSAM planes, sharpness.",
+    "probe the minima: Hessian spectra, loss landscapes, XSAM planes, sharpness.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -33,8 +33,15 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """sharpscope command-line interface."""
 

@@ -28,8 +28,9 @@ __all__ = [
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 
 
-def select_parameters(model: nn.Module, pattern: str | None = None, *,
-                      trainable_only: bool = True) -> list[str]:
+def select_parameters(
+    model: nn.Module, pattern: str | None = None, *, trainable_only: bool = True
+) -> list[str]:
     """Names of the parameters to probe, in ``named_parameters`` order.
 
     ``pattern`` is a regular expression searched in each name (``"fc|layers.2"``);
@@ -68,8 +69,14 @@ def preserved(model: nn.Module) -> Iterator[nn.Module]:
     """
     modes = {m: m.training for m in model.modules()}
     tracking = {m: m.track_running_stats for m in model.modules() if isinstance(m, _BN_TYPES)}
-    params = {n: (p.detach().clone(), None if p.grad is None else p.grad.detach().clone(), p.requires_grad)
-              for n, p in model.named_parameters()}
+    params = {
+        n: (
+            p.detach().clone(),
+            None if p.grad is None else p.grad.detach().clone(),
+            p.requires_grad,
+        )
+        for n, p in model.named_parameters()
+    }
     buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
     try:
         yield model
@@ -114,15 +121,22 @@ def probe_mode(model: nn.Module, mode: str) -> Iterator[nn.Module]:
             m.track_running_stats = t
 
 
-def params_dict(model: nn.Module, names: Sequence[str] | None = None, *, detach: bool = True) -> dict[str, torch.Tensor]:
+def params_dict(
+    model: nn.Module, names: Sequence[str] | None = None, *, detach: bool = True
+) -> dict[str, torch.Tensor]:
     """``{name: tensor}`` of the named parameters (detached by default)."""
     own = dict(model.named_parameters())
     keys = list(own) if names is None else list(names)
     return {n: (own[n].detach() if detach else own[n]) for n in keys}
 
 
-def functional_loss(model: nn.Module, loss_fn: Any, params: dict[str, torch.Tensor],
-                    x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def functional_loss(
+    model: nn.Module,
+    loss_fn: Any,
+    params: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> torch.Tensor:
     """``loss_fn(model(x; params), y)`` through :func:`torch.func.functional_call`.
 
     ``params`` may hold a subset of the parameters; the rest (and the buffers)
@@ -141,7 +155,7 @@ def unflatten_vector(vec: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[s
     out, offset = {}, 0
     for n, t in like.items():
         k = t.numel()
-        out[n] = vec[offset:offset + k].view_as(t)
+        out[n] = vec[offset : offset + k].view_as(t)
         offset += k
     if offset != vec.numel():
         raise SharpscopeError(f"vector has {vec.numel()} entries but the parameters have {offset}")

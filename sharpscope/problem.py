@@ -37,15 +37,23 @@ class Problem:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     label: str = "model"
 
-    def batches(self, split: str = "train", batch_size: int = 512, *, samples: int | None = None,
-                seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self,
+        split: str = "train",
+        batch_size: int = 512,
+        *,
+        samples: int | None = None,
+        seed: int = 0,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The chosen split (seeded subset of ``samples``) in batches on the problem's device."""
         return self.data.batches(split, batch_size, samples=samples, seed=seed, device=self.device)
 
     def describe(self) -> dict[str, Any]:
         return {
             "label": self.label,
-            "checkpoint": str(self.checkpoint.path) if self.checkpoint and self.checkpoint.path else None,
+            "checkpoint": str(self.checkpoint.path)
+            if self.checkpoint and self.checkpoint.path
+            else None,
             "model": self.checkpoint.model if self.checkpoint else type(self.model).__name__,
             "data": self.data.spec.to_dict(),
             "loss": self.loss_name,
@@ -53,9 +61,16 @@ class Problem:
         }
 
 
-def load_problem(path: str | Path, *, model: str | None = None, model_kwargs: dict[str, Any] | None = None,
-                 data: str | None = None, normalize: bool | None = None,
-                 device: str | torch.device = "auto", dtype: torch.dtype = torch.float32) -> Problem:
+def load_problem(
+    path: str | Path,
+    *,
+    model: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    data: str | None = None,
+    normalize: bool | None = None,
+    device: str | torch.device = "auto",
+    dtype: torch.dtype = torch.float32,
+) -> Problem:
     """Load a checkpoint (sharpscope format or plain state dict) into a :class:`Problem`.
 
     Args:
@@ -84,16 +99,28 @@ def load_problem(path: str | Path, *, model: str | None = None, model_kwargs: di
         raise CheckpointError(
             f"{path}: the model has {classes} outputs but data '{dspec.spec}' has {splits.num_classes} classes"
         )
-    net = build_model(ck.model_spec, input_shape=splits.input_shape,
-                      num_classes=int(classes) if classes is not None else splits.num_classes)
+    net = build_model(
+        ck.model_spec,
+        input_shape=splits.input_shape,
+        num_classes=int(classes) if classes is not None else splits.num_classes,
+    )
     load_state_dict_strict(net, ck.state_dict, where=str(path))
     net = net.to(device=dev, dtype=dtype)
     if dtype != torch.float32:
         splits.x_train, splits.x_test = splits.x_train.to(dtype), splits.x_test.to(dtype)
     ck.model.setdefault("input_shape", list(splits.input_shape))
     ck.model.setdefault("num_classes", splits.num_classes)
-    return Problem(model=net, loss_fn=get_loss(ck.loss), data=splits, loss_name=ck.loss, checkpoint=ck,
-                   device=dev, label=Path(path).stem if Path(path).stem not in ("final", "last") else Path(path).parent.name or Path(path).stem)
+    return Problem(
+        model=net,
+        loss_fn=get_loss(ck.loss),
+        data=splits,
+        loss_name=ck.loss,
+        checkpoint=ck,
+        device=dev,
+        label=Path(path).stem
+        if Path(path).stem not in ("final", "last")
+        else Path(path).parent.name or Path(path).stem,
+    )
 
 
 def check_comparable(problems: list[Problem], *, allow_mismatch: bool = False) -> None:
@@ -104,7 +131,11 @@ def check_comparable(problems: list[Problem], *, allow_mismatch: bool = False) -
     for p in problems[1:]:
         a = first.checkpoint.model if first.checkpoint else None
         b = p.checkpoint.model if p.checkpoint else None
-        if a is not None and b is not None and (a.get("name"), a.get("kwargs")) != (b.get("name"), b.get("kwargs")):
+        if (
+            a is not None
+            and b is not None
+            and (a.get("name"), a.get("kwargs")) != (b.get("name"), b.get("kwargs"))
+        ):
             raise CheckpointError(
                 f"checkpoints are not comparable: {first.label} is {a.get('name')} {a.get('kwargs')}, "
                 f"{p.label} is {b.get('name')} {b.get('kwargs')} (use --allow-mismatch to compare anyway)"

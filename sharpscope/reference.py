@@ -15,7 +15,15 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from ._func import flatten_dict, functional_loss, params_dict, preserved, probe_mode, select_parameters, unflatten_vector
+from ._func import (
+    flatten_dict,
+    functional_loss,
+    params_dict,
+    preserved,
+    probe_mode,
+    select_parameters,
+    unflatten_vector,
+)
 
 __all__ = ["dense_hessian", "dense_loss", "full_loss"]
 
@@ -29,8 +37,14 @@ def _weighted(batches: Iterable[Batch]) -> list[Batch]:
     return out
 
 
-def dense_hessian(model: nn.Module, loss_fn, batches: Iterable[Batch] | Batch, *,
-                  params: Sequence[str] | str | None = None, mode: str = "eval") -> torch.Tensor:
+def dense_hessian(
+    model: nn.Module,
+    loss_fn,
+    batches: Iterable[Batch] | Batch,
+    *,
+    params: Sequence[str] | str | None = None,
+    mode: str = "eval",
+) -> torch.Tensor:
     """The dense Hessian of the mean loss over all samples of ``batches``.
 
     The loss over several batches is the sample-weighted mean of the batch losses
@@ -49,7 +63,11 @@ def dense_hessian(model: nn.Module, loss_fn, batches: Iterable[Batch] | Batch, *
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
         batches = [batches]
     data = _weighted(batches)
-    names = select_parameters(model, params) if (params is None or isinstance(params, str)) else list(params)
+    names = (
+        select_parameters(model, params)
+        if (params is None or isinstance(params, str))
+        else list(params)
+    )
     with preserved(model), probe_mode(model, mode):
         base = params_dict(model, names)
         theta = flatten_dict(base)
@@ -72,7 +90,9 @@ def dense_hessian(model: nn.Module, loss_fn, batches: Iterable[Batch] | Batch, *
             return torch.autograd.functional.hessian(f, theta).detach()
 
 
-def dense_loss(model: nn.Module, loss_fn, batches: Iterable[Batch] | Batch, *, mode: str = "eval") -> float:
+def dense_loss(
+    model: nn.Module, loss_fn, batches: Iterable[Batch] | Batch, *, mode: str = "eval"
+) -> float:
     """The sample-weighted mean loss over ``batches`` (no gradient)."""
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
         batches = [batches]

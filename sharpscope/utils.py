@@ -198,8 +198,15 @@ def parse_range(text: str, *, name: str = "range") -> tuple[float, float, int]:
     return start, stop, num
 
 
-def progress(iterable: Iterable[T], *, desc: str = "", total: int | None = None,
-             quiet: bool = False, leave: bool = False, unit: str = "it") -> Iterable[T]:
+def progress(
+    iterable: Iterable[T],
+    *,
+    desc: str = "",
+    total: int | None = None,
+    quiet: bool = False,
+    leave: bool = False,
+    unit: str = "it",
+) -> Iterable[T]:
     """Wrap ``iterable`` in a tqdm progress bar on stderr unless ``quiet``.
 
     Silent on the ranks other than 0 of a distributed run.
