@@ -144,7 +144,9 @@ def slq_density(
     length = np.full(r, m)
     active = np.ones(r, dtype=bool)
     bar = None
-    if not quiet:
+    from ..distributed import is_main
+
+    if not quiet and is_main():  # distributed runs: rank 0 shows progress
         from tqdm.auto import tqdm
 
         bar = tqdm(total=m, desc=f"SLQ ({r} runs)", unit="step", leave=False, dynamic_ncols=True)

@@ -214,7 +214,9 @@ def lanczos(
     sel = np.zeros(0, dtype=int)
     converged = False
     bar = None
-    if not quiet:
+    from ..distributed import is_main
+
+    if not quiet and is_main():  # distributed runs: rank 0 shows progress
         from tqdm.auto import tqdm
 
         bar = tqdm(
