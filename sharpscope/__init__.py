@@ -67,6 +67,9 @@ _LAZY: dict[str, str] = {
     "SHARPNESS_MEASURES": "sharpscope.sharpness",
     "worst_case_sharpness": "sharpscope.sharpness",
     "average_case_sharpness": "sharpscope.sharpness",
+    # distributed (torchrun)
+    "DistContext": "sharpscope.distributed",
+    "init_distributed": "sharpscope.distributed",
     # comparison
     "compare": "sharpscope.compare",
     "ComparisonReport": "sharpscope.compare",
