@@ -606,3 +606,18 @@ def test_failed_closure_leaves_weights_and_bn_tracking_restored():
         opt.step(closure)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert all(m.track_running_stats for m in net.modules() if isinstance(m, nn.BatchNorm1d))
+
+
+def test_xsam_perturbation_is_one_ascent_step_of_length_rho_over_k() -> None:
+    from sharpscope.optim import XSAM
+    from sharpscope.optim.base import sam_ascent_
+
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(5, dtype=torch.float64))
+    opt = XSAM([w], "sgd", rho=0.3, steps=3, alpha=1.0, lr=0.1)
+    g = [torch.randn(5, dtype=torch.float64)]
+    e = opt.perturbation([w], g)[0]
+    torch.testing.assert_close(e.norm(), torch.tensor(0.1, dtype=torch.float64))
+    moved = [w.detach().clone()]
+    sam_ascent_(moved, g, 0.1)
+    torch.testing.assert_close(moved[0] - w.detach(), e)

@@ -254,8 +254,8 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
     def perturbation(
         self, params: list[torch.Tensor], grads: list[torch.Tensor]
     ) -> list[torch.Tensor]:
-        """The ascent vector ``e(w)`` added to the parameters (subclasses)."""
-        raise NotImplementedError
+        """The ascent vector ``e(w)`` added to the parameters; each subclass defines it."""
+        raise TypeError(f"{type(self).__name__} does not define its perturbation e(w)")
 
     # ------------------------------------------------------------------ two-pass API
     @torch.no_grad()

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import NonFiniteLossError, SharpscopeError
-from .base import SharpnessAwareOptimizer, check_number, sam_ascent_
+from .base import GRAD_EPS, SharpnessAwareOptimizer, check_number, sam_ascent_
 from .geometry import global_norm, slerp_coefficients
 
 __all__ = ["AscentResult", "xsam_ascent", "alpha_search", "alpha_grid", "XSAM"]
@@ -400,7 +400,13 @@ class XSAM(SharpnessAwareOptimizer):
 
     # ------------------------------------------------------------------ two-pass API
     def perturbation(self, params: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
-        raise NotImplementedError  # XSAM's ascent goes through xsam_ascent
+        """One of XSAM's ``k`` ascent steps: ``(rho / k) g / ||g||`` (what :func:`xsam_ascent` adds).
+
+        The optimizer itself steps through :func:`xsam_ascent`; this is the per-step vector
+        for code that asks any sharpness-aware optimizer for its perturbation.
+        """
+        scale = (self.rho / self.steps) / (global_norm(grads) + GRAD_EPS)
+        return torch._foreach_mul(list(grads), scale)
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False, closure: Callable[[], Any] | None = None) -> None:
