@@ -20,6 +20,7 @@ in every sharpscope probe; the caller's model is left exactly as it was.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -671,113 +672,30 @@ def hessian_sharpness(
 
 
 # ----------------------------------------------------------------------------- registry
-def _worst(
-    model,
-    loss_fn,
-    data,
-    *,
-    rho,
-    norm,
-    adaptive,
-    mode,
-    steps,
-    restarts,
-    samples,
-    seed,
-    params,
-    quiet,
-) -> SharpnessResult:
-    return worst_case_sharpness(
-        model,
-        loss_fn,
-        data,
-        rho=rho,
-        norm=norm,
-        adaptive=adaptive,
-        mode=mode,
-        steps=steps,
-        restarts=restarts,
-        seed=seed,
-        params=params,
-        quiet=quiet,
-    )
+def _measure(fn: Callable[..., SharpnessResult], **fixed: Any) -> Callable[..., SharpnessResult]:
+    """Adapt ``fn`` to the registry's common signature: pass on the settings it accepts."""
+    accepted = set(inspect.signature(fn).parameters)
 
-
-def _average(
-    model,
-    loss_fn,
-    data,
-    *,
-    rho,
-    norm,
-    adaptive,
-    mode,
-    steps,
-    restarts,
-    samples,
-    seed,
-    params,
-    quiet,
-) -> SharpnessResult:
-    return average_case_sharpness(
-        model,
-        loss_fn,
-        data,
-        rho=rho,
-        norm=norm,
-        adaptive=adaptive,
-        mode=mode,
-        samples=samples,
-        seed=seed,
-        params=params,
-        quiet=quiet,
-    )
-
-
-def _hessian_measure(name: str) -> Callable[..., SharpnessResult]:
-    def run(
-        model,
-        loss_fn,
-        data,
-        *,
-        rho,
-        norm,
-        adaptive,
-        mode,
-        steps,
-        restarts,
-        samples,
-        seed,
-        params,
-        quiet,
-    ) -> SharpnessResult:
-        if norm != "l2" or adaptive:
+    def run(model, loss_fn, data, **settings: Any) -> SharpnessResult:
+        if fixed.get("measure") in ("lambda_max", "trace") and (
+            settings.get("norm", "l2") != "l2" or settings.get("adaptive")
+        ):
             raise SharpscopeError(
-                f"measure {name!r} is defined for the plain l2 geometry only "
-                f"(got norm={norm!r}, adaptive={adaptive})"
+                f"measure {fixed['measure']!r} is defined for the plain l2 geometry only "
+                f"(got norm={settings.get('norm')!r}, adaptive={settings.get('adaptive')})"
             )
-        return hessian_sharpness(
-            model,
-            loss_fn,
-            data,
-            measure=name,
-            rho=rho,
-            mode=mode,
-            samples=samples,
-            seed=seed,
-            params=params,
-            quiet=quiet,
-        )
+        kept = {k: v for k, v in settings.items() if k in accepted}
+        return fn(model, loss_fn, data, **fixed, **kept)
 
-    run.__name__ = f"_{name}"
+    run.__name__ = f"_{fixed.get('measure', fn.__name__)}"
     return run
 
 
 SHARPNESS_MEASURES: dict[str, Callable[..., SharpnessResult]] = {
-    "worst": _worst,
-    "average": _average,
-    "lambda_max": _hessian_measure("lambda_max"),
-    "trace": _hessian_measure("trace"),
+    "worst": _measure(worst_case_sharpness),
+    "average": _measure(average_case_sharpness),
+    "lambda_max": _measure(hessian_sharpness, measure="lambda_max"),
+    "trace": _measure(hessian_sharpness, measure="trace"),
 }
 """Measure name -> function ``(model, loss_fn, batches, *, rho, norm, adaptive, mode, steps,
 restarts, samples, seed, params, quiet) -> SharpnessResult``."""
