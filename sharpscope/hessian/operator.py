@@ -416,7 +416,8 @@ class HessianOperator:
         Random operations in the model (Dropout in train mode) or data that change
         between passes (random augmentation, a shuffling DataLoader) make the
         "Hessian" a different matrix at each product, which silently breaks Lanczos.
-        Returns the first product's vector ``v`` (for reuse). Costs two products.
+        Returns the vector ``v``; ``self.last_check`` keeps ``(v, H v)`` so that Lanczos
+        can start from ``v`` and reuse the product. Costs two products.
         """
         if rtol is None:
             rtol = 1e-10 if self.dtype == torch.float64 else 1e-4
@@ -456,6 +457,7 @@ class HessianOperator:
             raise SharpscopeError(
                 f"Hessian products with the same vector differ by {diff:.3g} (relative): {cause}"
             )
+        self.last_check = (v, a)
         return v
 
     # ------------------------------------------------------------------ backend choice

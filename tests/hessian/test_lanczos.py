@@ -115,3 +115,14 @@ def test_argument_errors(kwargs, message):
     model, batches = make("mlp")
     with pytest.raises(SharpscopeError, match=message):
         hessian_eigenvalues(model, loss_fn, batches, **kwargs)
+
+
+def test_lanczos_reuses_the_determinism_check_product():
+    # The check multiplies one random vector twice; Lanczos starts from that vector and
+    # reuses its product, so the check costs one extra product, not two.
+    model, batches = make("mlp")
+    op = HessianOperator(model, loss_fn, batches, backend="double")
+    res = lanczos(op, k=2, tol=1e-8, block_size=1)
+    assert res.hvp_count == res.lanczos_products + 1
+    exact_top = torch.linalg.eigvalsh(exact("mlp", "eval")).flip(0)[:2]
+    torch.testing.assert_close(res.eigenvalues, exact_top.to(res.eigenvalues), rtol=1e-8, atol=0)
