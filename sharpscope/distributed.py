@@ -380,4 +380,11 @@ def destroy() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         import torch.distributed as dist
 
+        # Wait for every rank before tearing down: a rank that leaves while a peer is
+        # still talking to it makes Gloo abort ("terminate called without an active
+        # exception", SIGABRT) in one of them.
+        try:
+            dist.barrier()
+        except RuntimeError:
+            pass  # a peer is already gone: nothing left to wait for
         dist.destroy_process_group()
