@@ -42,6 +42,14 @@ def _load(
     return load_problem(path, model=model, model_kwargs=model_kwargs, data=data, device=device)
 
 
+def _run_folder(
+    path: Path, what: str, settings: dict[str, Any], *, plot: Any, **load: Any
+) -> dict[str, Any]:
+    """Probe every epoch checkpoint of a run folder (cached in ``RUN/probes/``)."""
+    plot = plot if plot is not None else path / "probes" / f"{what}.png"
+    return probe_over_training(path, what=what, settings=settings, plot=plot, **load)
+
+
 def probe_eigen(
     path: str | Path,
     *,
@@ -88,17 +96,10 @@ def probe_eigen(
             backend=backend,
             seed=seed,
         )
-        return probe_over_training(
-            path,
-            what="eigen",
-            settings=settings,
-            device=device,
-            model=model,
-            model_kwargs=model_kwargs,
-            data=data,
-            quiet=quiet,
-            plot=plot if plot is not None else path / "probes" / "eigen.png",
-        )
+        return _run_folder(
+            path, "eigen", settings, plot=plot, device=device, model=model,
+            model_kwargs=model_kwargs, data=data, quiet=quiet,
+        )  # fmt: skip
     problem = _load(path, model=model, model_kwargs=model_kwargs, data=data, device=device)
     batches = problem_batches(
         problem, samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed
@@ -191,17 +192,10 @@ def probe_trace(
             backend=backend,
             seed=seed,
         )
-        return probe_over_training(
-            path,
-            what="trace",
-            settings=settings,
-            device=device,
-            model=model,
-            model_kwargs=model_kwargs,
-            data=data,
-            quiet=quiet,
-            plot=plot if plot is not None else path / "probes" / "trace.png",
-        )
+        return _run_folder(
+            path, "trace", settings, plot=plot, device=device, model=model,
+            model_kwargs=model_kwargs, data=data, quiet=quiet,
+        )  # fmt: skip
     problem = _load(path, model=model, model_kwargs=model_kwargs, data=data, device=device)
     batches = problem_batches(
         problem, samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed
