@@ -31,3 +31,11 @@ class NonFiniteLossError(SharpscopeError):
 
 class InterruptedRun(SharpscopeError):
     """A long job was interrupted; what was finished has been kept."""
+
+
+class FolderLockedError(SharpscopeError):
+    """Another sharpscope command is writing into the same output folder."""
+
+
+class DiskFullError(SharpscopeError):
+    """The disk filled up while a file was being written; the old file (if any) is intact."""

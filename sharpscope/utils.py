@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
 import random
+import re
+import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .errors import SharpscopeError
+from .errors import DiskFullError, FolderLockedError, SharpscopeError
 
 T = TypeVar("T")
 
@@ -31,6 +36,9 @@ __all__ = [
     "parse_range",
     "progress",
     "to_jsonable",
+    "folder_lock",
+    "clean_stale_tmp",
+    "check_writable",
 ]
 
 
@@ -72,7 +80,10 @@ _UMASK = _current_umask()
 def _atomic_path(path: str | os.PathLike) -> tuple[Path, str]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the writer's pid is in the name so that a later run can tell a dead writer's leftovers
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     os.close(fd)
     # mkstemp creates 0600 files; give the result the usual permissions (0666 minus umask).
     os.chmod(tmp, 0o666 & ~_UMASK)
@@ -93,14 +104,43 @@ def _replace_on_success(path: str | os.PathLike) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="sharpscope-rank-") as scratch:
             yield os.path.join(scratch, Path(path).name)
         return
-    target, tmp = _atomic_path(path)
+    target = Path(path)
+    try:
+        target, tmp = _atomic_path(path)
+    except OSError as exc:
+        raise _write_error(target, exc) from exc
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, (OSError, RuntimeError)):
+            raise _write_error(target, exc) from exc
         raise
+
+
+def _disk_nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
+def _write_error(target: Path, exc: BaseException) -> BaseException:
+    """Name the user's path (never the temporary file) and the real cause of a failed write."""
+    if isinstance(exc, SharpscopeError):
+        return exc
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT) or _disk_nearly_full(target.parent):
+        return DiskFullError(
+            f"no space left on the device while writing {target}; the previous file, if any, is intact"
+        )
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return SharpscopeError(f"permission denied: cannot write {target}")
+    if isinstance(exc, OSError):
+        return SharpscopeError(f"cannot write {target}: {exc.strerror or exc}")
+    return exc
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -216,3 +256,163 @@ def progress(
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, leave=leave, unit=unit, dynamic_ncols=True)
+
+
+# ----------------------------------------------------------------------------- output folders
+LOCK_NAME = ".sharpscope.lock"
+_HELD: dict[Path, int] = {}
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_lock(lock: Path) -> dict[str, Any]:
+    try:
+        info = json.loads(lock.read_text(encoding="utf-8", errors="replace")[:4096])
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _lock_is_stale(info: dict[str, Any]) -> bool:
+    pid, host = info.get("pid"), info.get("host")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not isinstance(host, str):
+        return True  # unreadable or forged: no live owner can be named
+    return host == socket.gethostname() and not _pid_alive(pid)
+
+
+def _clean(text: Any) -> str:
+    return "".join(ch for ch in str(text) if ch.isprintable())[:200]
+
+
+def _take_lock(lock: Path, command: str) -> None:
+    record = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            info = _read_lock(lock)
+            if _lock_is_stale(info):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock)
+                continue
+            raise FolderLockedError(
+                f"{lock.parent} is in use by another sharpscope command "
+                f"({_clean(info.get('command', '?'))}, pid {info.get('pid')} on "
+                f"{_clean(info.get('host'))}, started {_clean(info.get('started', '?'))}); wait for it "
+                f"to finish, or delete {lock} if that process is gone"
+            ) from None
+        except OSError as exc:
+            raise _write_error(lock, exc) from exc
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh)
+        return
+    raise FolderLockedError(f"could not take the lock {lock}: it keeps reappearing")
+
+
+def clean_stale_tmp(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
+    """Delete ``.NAME.PID.XXXX.tmp`` files left by killed writers; returns what was removed.
+
+    A temporary file whose writer (the pid in its name) still runs on this machine is kept.
+    Files of the older ``.NAME.XXXX.tmp`` form (no pid) are removed only while the caller
+    holds the folder's lock, when no other sharpscope command can be writing them.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    locked = folder.resolve() in _HELD
+    removed: list[Path] = []
+    walker = folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp")
+    for tmp in list(walker):
+        m = _TMP_RE.match(tmp.name)
+        if m is None or not tmp.is_file():
+            continue
+        pid = m.group("pid")
+        if pid is not None and int(pid) != os.getpid() and _pid_alive(int(pid)):
+            continue
+        if pid is None and not locked:
+            continue
+        if pid is not None and int(pid) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, *, command: str = "sharpscope") -> Iterator[Path]:
+    """Hold an exclusive lock on an output folder while a command writes into it.
+
+    The lock is the file ``FOLDER/.sharpscope.lock`` holding the owner's pid, host,
+    command and start time. A second command on the same folder gets a
+    :class:`~sharpscope.errors.FolderLockedError` naming the first; a lock whose owner
+    is dead (same host, pid gone) is stale and taken over. Re-entrant within one
+    process. On taking the lock, temporary files of killed writers are removed.
+    Only rank 0 of a distributed run locks (only it writes).
+    """
+    folder = Path(folder)
+    if not _writes_files():
+        yield folder
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise SharpscopeError(f"{folder} exists and is not a folder") from exc
+    except OSError as exc:
+        raise _write_error(folder / LOCK_NAME, exc) from exc
+    key = folder.resolve()
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield folder
+        finally:
+            _HELD[key] -= 1
+        return
+    lock = folder / LOCK_NAME
+    _take_lock(lock, command)
+    _HELD[key] = 1
+    try:
+        clean_stale_tmp(folder)
+        yield folder
+    finally:
+        _HELD.pop(key, None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+
+
+def check_writable(path: str | os.PathLike, *, what: str = "output") -> Path:
+    """Fail before any work when ``path`` (a file to be written) cannot be written.
+
+    Names the user's path: a folder given where a file is expected, a parent that is
+    a file, or a folder without write permission.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise SharpscopeError(f"{what} {path} is a folder; give a file name")
+    parent = path.parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise SharpscopeError(f"cannot write {what} {path}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SharpscopeError(f"cannot write {what} {path}: no write permission in {probe}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise SharpscopeError(f"cannot write {what} {path}: permission denied")
+    return path
