@@ -368,8 +368,12 @@ def evaluate_grid(
 
     with preserved(model):
         names = list(dict.fromkeys([n for d in directions for n in d] + list(center or {})))
+        # a copy, never a view: recompute_bn writes each point into the model's own
+        # tensors, and a centre sharing their storage would drift with every point
         base = {
-            n: (center[n] if center and n in center else own[n]).detach().to(device, own[n].dtype)
+            n: (center[n] if center and n in center else own[n])
+            .detach()
+            .to(device, own[n].dtype, copy=True)
             for n in names
         }
         dirs = [{n: t.detach().to(device, own[n].dtype) for n, t in d.items()} for d in directions]
