@@ -13,6 +13,10 @@ history), and optionally ``resume`` (optimizer/scheduler/RNG state for ``--resum
 
 A plain ``state_dict`` file, as other tools save, is accepted too when the
 model and data are named by the caller.
+
+Nothing read from a checkpoint is ever imported or called: the stored model name
+resolves only to a built-in (:data:`sharpscope.models.MODELS`); a model stored by
+import path is rebuilt only when the caller names that path (``model=``/``--model``).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from torch import nn
 from ._version import __version__
 from .data import DataSpec
 from .errors import CheckpointError
-from .models import ModelSpec, build_model
+from .models import ModelSpec, build_model, check_model_source
+from .sanitize import printable
 from .utils import atomic_torch_save
 
 __all__ = [
@@ -52,7 +57,11 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: metadata plus the state dict. Build the model with :meth:`build_model`."""
+    """A loaded checkpoint: metadata plus the state dict. Build the model with :meth:`build_model`.
+
+    ``model_from_caller`` says the model name was given by the caller (``load_checkpoint(model=...)``),
+    not read from the file: only then may it be an import path that :meth:`build_model` imports.
+    """
 
     path: Path | None
     model: dict[str, Any]
@@ -66,28 +75,45 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)
     resume: dict[str, Any] | None = None
     plain_state_dict: bool = False
+    model_from_caller: bool = False
 
     @property
     def model_spec(self) -> ModelSpec:
-        return ModelSpec.from_dict(self.model)
+        """The model spec; read from the file it carries ``source`` so it never imports."""
+        source = None if self.model_from_caller else str(self.path or "the checkpoint")
+        return ModelSpec.from_dict(self.model, source=source)
 
     @property
     def data_spec(self) -> DataSpec:
         return DataSpec.from_dict(self.data)
+
+    def check_model(self) -> None:
+        """Raise :class:`ModelSpecError` now if the model could not be rebuilt safely.
+
+        A model named by import path in the file (not by the caller) is refused here,
+        before any data is loaded.
+        """
+        check_model_source(self.model_spec)
 
     @property
     def final_metrics(self) -> dict[str, Any]:
         return dict(self.metrics[-1]) if self.metrics else {}
 
     def build_model(self, *, device: torch.device | str = "cpu") -> nn.Module:
-        """Rebuild the network and load the weights (strictly; mismatches are named)."""
+        """Rebuild the network and load the weights (strictly; mismatches are named).
+
+        A model the file names by import path is refused (:class:`ModelSpecError`), never
+        imported, unless the caller named it (``load_checkpoint(path, model=...)``).
+        """
+        spec = self.model_spec
+        check_model_source(spec)
         shape = self.model.get("input_shape")
         classes = self.model.get("num_classes")
         if shape is None or classes is None:
             raise CheckpointError(
                 f"{self.path or 'checkpoint'}: the model's input shape and classes are unknown; pass --data"
             )
-        model = build_model(self.model_spec, input_shape=tuple(shape), num_classes=int(classes))
+        model = build_model(spec, input_shape=tuple(shape), num_classes=int(classes))
         load_state_dict_strict(model, self.state_dict, where=str(self.path or "checkpoint"))
         return model.to(device)
 
@@ -233,8 +259,8 @@ def save_checkpoint(
 
 
 def _first_line(exc: BaseException) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    text = str(exc).strip().splitlines()
+    return printable(text[0]) if text else type(exc).__name__
 
 
 def _load_failure(path: Path, exc: BaseException, what: str) -> str:
@@ -249,11 +275,12 @@ def _load_failure(path: Path, exc: BaseException, what: str) -> str:
         )
     if not zipfile.is_zipfile(path):
         return f"{path} is not a torch.save file (truncated, corrupt or another format?)"
-    if "Weights only load failed" in text:
+    if "Weights only load failed" in text:  # torch's own advice (weights_only=False) is unsafe
         detail = re.search(r"Unsupported (operand|class)[^.\n]*", text)
         return (
             f"{path}: refused to load: it holds pickled data other than tensors and plain data"
-            f"{f' ({detail.group(0)})' if detail else ''}; sharpscope never runs code from a {what}"
+            f"{f' ({detail.group(0).strip()})' if detail else ''}; sharpscope never runs code "
+            f"from a {what}"
         )
     return (
         f"{path} is not a readable torch {what} (truncated or corrupt?): {_first_line(exc)[:160]}"
@@ -304,7 +331,8 @@ def _check_payload(path: Path, obj: dict[str, Any]) -> None:
     bad = [k for k, v in obj["state_dict"].items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(
-            f"{path}: damaged sharpscope checkpoint: state_dict entry {bad[0]!r} is not a tensor"
+            f"{path}: damaged sharpscope checkpoint: state_dict entry "
+            f"{printable(repr(bad[0]), limit=120)} is not a tensor"
         )
 
 
@@ -337,10 +365,13 @@ def load_checkpoint(
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         version = obj.get("format_version")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise CheckpointError(f"{path}: invalid checkpoint format version {version!r}")
+            raise CheckpointError(
+                f"{path}: invalid checkpoint format version {printable(repr(version), limit=80)}"
+            )
         if version > FORMAT_VERSION:
             raise CheckpointError(
-                f"{path}: checkpoint format version {version} is newer than this sharpscope ({FORMAT_VERSION}); upgrade sharpscope"
+                f"{path}: checkpoint format version {version} is newer than this sharpscope "
+                f"({FORMAT_VERSION}); upgrade sharpscope"
             )
         _check_payload(path, obj)
         ck = Checkpoint(
@@ -357,7 +388,13 @@ def load_checkpoint(
             resume=obj.get("resume"),
         )
         if model is not None:
-            ck.model = {**ck.model, "name": model, "kwargs": dict(model_kwargs or {})}
+            # The caller names the model, so it may be an import path. Naming the very
+            # model the file stores keeps its stored kwargs unless new ones are given.
+            stored = ck.model.get("kwargs") if ck.model.get("name") == model else None
+            stored = stored if isinstance(stored, dict) else None
+            kwargs = model_kwargs if model_kwargs is not None else stored
+            ck.model = {**ck.model, "name": model, "kwargs": dict(kwargs or {})}
+            ck.model_from_caller = True
         elif model_kwargs:
             ck.model = {**ck.model, "kwargs": {**ck.model.get("kwargs", {}), **model_kwargs}}
         if data is not None:
@@ -386,6 +423,7 @@ def load_checkpoint(
         data={"spec": data or "unknown", "samples": None, "seed": 0, "normalize": True},
         state_dict=dict(sd),
         plain_state_dict=True,
+        model_from_caller=True,
     )
     if input_shape is not None and num_classes is not None:
         ck.model.update(input_shape=list(input_shape), num_classes=int(num_classes))

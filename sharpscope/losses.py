@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import SharpscopeError
+from .sanitize import printable
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -31,10 +32,12 @@ LOSSES: dict[str, LossFn] = {"cross_entropy": cross_entropy, "mse": mse}
 
 
 def get_loss(name: str) -> LossFn:
-    """Look up a loss by name (``cross_entropy`` or ``mse``)."""
-    try:
+    """Look up a loss by name (``cross_entropy`` or ``mse``).
+
+    Only names in :data:`LOSSES` resolve: a name (from a checkpoint, say) is never imported.
+    """
+    if isinstance(name, str) and name in LOSSES:
         return LOSSES[name]
-    except KeyError:
-        raise SharpscopeError(
-            f"unknown loss {name!r}: choose one of {', '.join(sorted(LOSSES))}"
-        ) from None
+    raise SharpscopeError(
+        f"unknown loss {printable(repr(name), limit=120)}: choose one of {', '.join(sorted(LOSSES))}"
+    )

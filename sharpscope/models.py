@@ -6,6 +6,10 @@ Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets") and ``vgg11`` (
 CIFAR variant). A user's own model is named by import path, ``"pkg.module:factory"``,
 where ``factory(**kwargs)`` returns an :class:`torch.nn.Module`.
 
+Nothing read from a file is ever imported or called: a :class:`ModelSpec` read from a
+checkpoint carries its ``source`` and resolves only to a name in :data:`MODELS`; an
+import path runs only when the caller names it (``--model pkg.mod:fn`` or a library call).
+
 Example:
     >>> net = build_model("resnet20", input_shape=(3, 32, 32), num_classes=10)
     >>> sum(p.numel() for p in net.parameters())
@@ -25,8 +29,16 @@ import torch
 from torch import nn
 
 from .errors import ModelSpecError
+from .sanitize import printable
 
-__all__ = ["ModelSpec", "MODELS", "build_model", "register_model", "count_parameters"]
+__all__ = [
+    "ModelSpec",
+    "MODELS",
+    "build_model",
+    "check_model_source",
+    "register_model",
+    "count_parameters",
+]
 
 
 def _prod(shape: Sequence[int]) -> int:
@@ -281,17 +293,44 @@ def register_model(name: str, factory: ModelFactory) -> None:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to rebuild a model: a registry name or ``module:function`` path, plus keyword arguments."""
+    """How to rebuild a model: a registry name or ``module:function`` path, plus keyword arguments.
+
+    ``source`` is the file the spec was read from (``None``: the caller named it). A spec
+    with a source never imports: :func:`build_model` refuses its import path.
+    """
 
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    source: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kwargs": dict(self.kwargs)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
-        return cls(name=str(d["name"]), kwargs=dict(d.get("kwargs") or {}))
+    def from_dict(cls, d: dict[str, Any], *, source: str | None = None) -> ModelSpec:
+        """The spec in ``d``; pass ``source`` (the file's name) when ``d`` was read from a file."""
+        kwargs = d.get("kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise ModelSpecError(
+                f"{printable(source or 'model spec')}: the model's kwargs are a "
+                f"{type(kwargs).__name__}, not a dict"
+            )
+        return cls(name=str(d["name"]), kwargs=dict(kwargs), source=source)
+
+
+def check_model_source(spec: ModelSpec) -> None:
+    """Refuse a spec read from a file (``spec.source`` set) that names an import path.
+
+    Only the caller may name a factory to import; a file may only name a model in
+    :data:`MODELS`. Raises :class:`ModelSpecError` saying how to pass it on purpose.
+    """
+    if spec.source is not None and ":" in spec.name:
+        name = printable(spec.name, limit=200)
+        raise ModelSpecError(
+            f"{printable(spec.source)} names the model factory {name!r} by import path; "
+            f"sharpscope never imports a name read from a file: pass --model {name} "
+            "if you trust it"
+        )
 
 
 def _check_kwargs(name: str, kwargs: dict[str, Any]) -> None:
@@ -345,9 +384,12 @@ def build_model(
         **kwargs: model keyword arguments (merged over the spec's own).
 
     A user factory is called as ``factory(**kwargs)``; if it accepts ``input_shape``
-    or ``num_classes`` they are passed too.
+    or ``num_classes`` they are passed too. A :class:`ModelSpec` read from a file
+    (``source`` set) resolves only to a name in :data:`MODELS`: its import path is
+    refused (:func:`check_model_source`), never imported.
     """
     if isinstance(spec, ModelSpec):
+        check_model_source(spec)
         name, kw = spec.name, {**spec.kwargs, **kwargs}
     else:
         name, kw = str(spec), dict(kwargs)

@@ -20,6 +20,7 @@ from .data import DataSpec, DataSplits, load_data
 from .errors import CheckpointError
 from .losses import LossFn, get_loss
 from .models import build_model
+from .sanitize import printable
 from .utils import resolve_device
 
 __all__ = ["Problem", "load_problem", "check_comparable"]
@@ -81,9 +82,15 @@ def load_problem(
         normalize: override the data normalisation option.
         device: ``auto``, ``cpu``, ``cuda``...
         dtype: parameter and input dtype (``torch.float64`` for exact checks).
+
+    Nothing read from the file is imported or called: a model the checkpoint names by
+    import path is refused (:class:`~sharpscope.errors.ModelSpecError`) unless ``model``
+    names it, and its loss and data must be built-in names.
     """
     dev = resolve_device(device)
     ck = load_checkpoint(path, model=model, model_kwargs=model_kwargs, data=data)
+    ck.check_model()  # before any data is read: an import path must come from the caller
+    loss_fn = get_loss(ck.loss)
     dspec = ck.data_spec
     if normalize is not None:
         dspec = DataSpec(dspec.spec, dspec.samples, dspec.seed, normalize)
@@ -92,12 +99,13 @@ def load_problem(
     classes = ck.model.get("num_classes")
     if shape is not None and tuple(shape) != splits.input_shape:
         raise CheckpointError(
-            f"{path}: the model was built for inputs of shape {list(shape)} but data "
-            f"'{dspec.spec}' has shape {list(splits.input_shape)}"
+            f"{path}: the model was built for inputs of shape {printable(list(shape))} but data "
+            f"'{printable(dspec.spec)}' has shape {list(splits.input_shape)}"
         )
     if classes is not None and splits.num_classes > int(classes):
         raise CheckpointError(
-            f"{path}: the model has {classes} outputs but data '{dspec.spec}' has {splits.num_classes} classes"
+            f"{path}: the model has {printable(classes)} outputs but data "
+            f"'{printable(dspec.spec)}' has {splits.num_classes} classes"
         )
     net = build_model(
         ck.model_spec,
@@ -112,7 +120,7 @@ def load_problem(
     ck.model.setdefault("num_classes", splits.num_classes)
     return Problem(
         model=net,
-        loss_fn=get_loss(ck.loss),
+        loss_fn=loss_fn,
         data=splits,
         loss_name=ck.loss,
         checkpoint=ck,
@@ -137,8 +145,10 @@ def check_comparable(problems: list[Problem], *, allow_mismatch: bool = False) -
             and (a.get("name"), a.get("kwargs")) != (b.get("name"), b.get("kwargs"))
         ):
             raise CheckpointError(
-                f"checkpoints are not comparable: {first.label} is {a.get('name')} {a.get('kwargs')}, "
-                f"{p.label} is {b.get('name')} {b.get('kwargs')} (use --allow-mismatch to compare anyway)"
+                f"checkpoints are not comparable: {first.label} is "
+                f"{printable(a.get('name'))} {printable(a.get('kwargs'))}, {p.label} is "
+                f"{printable(b.get('name'))} {printable(b.get('kwargs'))} "
+                "(use --allow-mismatch to compare anyway)"
             )
         sa, sb = first.model.state_dict(), p.model.state_dict()
         shapes_a = {k: tuple(v.shape) for k, v in sa.items()}
@@ -150,6 +160,7 @@ def check_comparable(problems: list[Problem], *, allow_mismatch: bool = False) -
             )
         if first.data.spec.spec != p.data.spec.spec:
             raise CheckpointError(
-                f"checkpoints are not comparable: {first.label} was trained on '{first.data.spec.spec}', "
-                f"{p.label} on '{p.data.spec.spec}' (use --allow-mismatch to compare anyway)"
+                f"checkpoints are not comparable: {first.label} was trained on "
+                f"'{printable(first.data.spec.spec)}', {p.label} on '{printable(p.data.spec.spec)}' "
+                "(use --allow-mismatch to compare anyway)"
             )
