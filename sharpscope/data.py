@@ -50,6 +50,7 @@ __all__ = [
     "DataSpec",
     "DATA_SOURCES",
     "load_data",
+    "check_finite_inputs",
     "iterate_batches",
     "subsample",
     "restricted_unpickle",
@@ -695,6 +696,25 @@ DATA_SOURCES: dict[str, Callable[[str], tuple[Any, ...]]] = {
 }
 
 
+def check_finite_inputs(
+    splits: DataSplits | None = None, *, spec: str | None = None, **xs: Any
+) -> None:
+    """Refuse inputs holding NaN or Inf: the error names the data, not the learning rate.
+
+    Pass loaded :class:`DataSplits`, or ``spec=`` and the arrays as ``x_train=..., x_test=...``.
+    """
+    if splits is not None:
+        spec = splits.spec.spec
+        xs = {"x_train": splits.x_train, "x_test": splits.x_test}
+    for key, label in (("x_train", "training"), ("x_test", "test")):
+        x = xs.get(key)
+        if x is None or not x.is_floating_point():
+            continue
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise DataError(f"data {spec!r} has {bad} non-finite values in the {label} inputs")
+
+
 def load_data(
     spec: str | DataSpec = "digits",
     *,
@@ -720,6 +740,7 @@ def load_data(
     num_classes = _num_classes(
         y_train, y_test, declared=loaded[4] if len(loaded) > 4 else None, where=name
     )
+    check_finite_inputs(spec=str(spec), x_train=x_train, x_test=x_test)
     x_train, y_train = subsample(x_train, y_train, samples, seed=seed)
     mean = std = None
     if normalize:

@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -48,20 +50,30 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import DataSplits, iterate_batches, load_data
+from .data import DataSplits, check_finite_inputs, iterate_batches, load_data
 from .errors import NonFiniteLossError, SharpscopeError
 from .losses import get_loss
 from .models import ModelSpec, build_model
 from .optim.base import check_number
 from .optim.factory import make_optimizer, optimizer_hparams
 from .optim.xsam import XSAM
-from .utils import atomic_write_text, progress, resolve_device, seed_everything
+from .utils import (
+    atomic_write_text,
+    check_writable,
+    folder_lock,
+    progress,
+    resolve_device,
+    seed_everything,
+    to_jsonable,
+)
 
 __all__ = ["SCHEDULES", "PERTURBATIONS", "TrainResult", "train", "lr_factor"]
 
 SCHEDULES = ("constant", "cosine", "step")
 PERTURBATIONS = ("per-rank", "global")
 _RUN_FILES = ("last.pt", "final.pt", "metrics.jsonl")
+_RUN_DIRS = ("probes",)  # derived from the run's checkpoints: replaced with them
+NO_TEST_DATA = "no test data"
 
 
 @dataclass
@@ -87,8 +99,10 @@ class TrainResult:
 
     def summary(self) -> dict[str, Any]:
         """Plain-data summary (what ``sharpscope train --json`` writes)."""
-        best = max((m["test_acc"] for m in self.metrics), default=None)
-        return {
+        best = max(
+            (m["test_acc"] for m in self.metrics if m.get("test_acc") is not None), default=None
+        )
+        summary = {
             "out": str(self.out),
             "optimizer": self.optimizer,
             "hparams": self.hparams,
@@ -100,6 +114,9 @@ class TrainResult:
             "final_checkpoint": str(self.final_path),
             "alpha": self.final.get("alpha"),
         }
+        if self.metrics and self.final.get("test_loss") is None:
+            summary["note"] = NO_TEST_DATA
+        return summary
 
 
 def lr_factor(
@@ -206,8 +223,11 @@ def _evaluate(
     device: torch.device,
     bf16: bool,
     ctx: Any = None,
-) -> tuple[float, float]:
+) -> tuple[float | None, float | None]:
+    """Mean loss and accuracy on ``(x, y)``; ``(None, None)`` for an empty split (no test data)."""
     n = len(y)
+    if n == 0:
+        return None, None
     if ctx is not None:  # each rank evaluates a contiguous part; the sums are all-reduced
         part = torch.tensor_split(torch.arange(n), ctx.world_size)[ctx.rank]
         x, y = x[part], y[part]
@@ -225,7 +245,6 @@ def _evaluate(
     if ctx is not None:
         sums = ctx.all_reduce(torch.stack([total, correct.double()]))
         total, correct = sums[0], sums[1]
-    n = max(1, n)
     return float(total) / n, float(correct) / n
 
 
@@ -257,17 +276,79 @@ def _check_world(ctx: Any, n: int, batch_size: int) -> None:
         )
 
 
-def _remove_run_files(out: Path) -> None:
-    for name in _RUN_FILES:
-        (out / name).unlink(missing_ok=True)
-    for p in out.glob("epoch_*.pt"):
-        p.unlink()
+def _run_entries(out: Path) -> list[Path]:
+    """The files and folders of a run in ``out`` (what ``force`` replaces)."""
+    names = [*_RUN_FILES, *_RUN_DIRS]
+    found = [out / n for n in names if (out / n).exists()]
+    return found + sorted(out.glob("epoch_*.pt"))
+
+
+def _move_run_aside(out: Path) -> Path | None:
+    """Move the old run's files into a hidden folder of ``out`` (same disk: renames only)."""
+    entries = _run_entries(out)
+    if not entries:
+        return None
+    aside = out / f".sharpscope-old-run.{os.getpid()}"
+    aside.mkdir()
+    moved: list[Path] = []
+    try:
+        for p in entries:
+            os.replace(p, aside / p.name)
+            moved.append(p)
+    except OSError as exc:
+        for p in moved:
+            os.replace(aside / p.name, p)
+        aside.rmdir()
+        raise SharpscopeError(f"cannot replace the run in {out}: {exc.strerror or exc}") from exc
+    return aside
+
+
+def _restore_run(out: Path, aside: Path) -> None:
+    """Undo :func:`_move_run_aside`: drop what the new run wrote, put the old files back."""
+    for p in _run_entries(out):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    for p in aside.iterdir():
+        os.replace(p, out / p.name)
+    aside.rmdir()
 
 
 def _write_metrics(out: Path, metrics: list[dict[str, Any]]) -> None:
+    """``metrics.jsonl``: one strict JSON object per line (NaN/Inf written as null)."""
     atomic_write_text(
-        out / "metrics.jsonl", "".join(json.dumps(m, allow_nan=True) + "\n" for m in metrics)
+        out / "metrics.jsonl",
+        "".join(json.dumps(to_jsonable(m), allow_nan=False) + "\n" for m in metrics),
     )
+
+
+def _check_labels(net: nn.Module, splits: DataSplits, device: torch.device) -> None:
+    """Every class label must index one of the model's outputs (else the loss fails mid-run)."""
+    was = net.training
+    net.eval()
+    with torch.no_grad():
+        width = net(splits.x_train[:1].to(device)).shape
+    net.train(was)
+    if len(width) != 2:
+        return
+    width = int(width[-1])
+    for split, y in (("training", splits.y_train), ("test", splits.y_test)):
+        bad = ((y < 0) | (y >= width)).nonzero()
+        if len(bad):
+            i = int(bad[0, 0])
+            raise SharpscopeError(
+                f"{split} label {int(y[i])} at index {i} is outside 0..{width - 1} "
+                f"for a model with {width} outputs"
+            )
+
+
+def _non_finite_weights(net: nn.Module) -> str | None:
+    """The name of the first parameter or buffer holding NaN/Inf, else None."""
+    for name, t in [*net.named_parameters(), *net.named_buffers()]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
 
 
 # ----------------------------------------------------------------------------- train
@@ -397,6 +478,54 @@ def train(
 
     out = Path(out).expanduser()
     last_path, final_path = out / "last.pt", out / "final.pt"
+    main = ctx is None or ctx.is_main
+    if samples is not None:
+        check_number("samples", samples, low=0, integer=True)
+        samples = samples or None  # 0: all samples, as in the probes
+
+    # Validate everything (data, model, optimizer, output folder) before touching a run.
+    if isinstance(data, DataSplits):
+        if samples is not None:
+            raise SharpscopeError(
+                "samples= applies to a data spec; subsample DataSplits before passing them"
+            )
+        check_finite_inputs(data)
+        splits = data
+    else:
+        splits = load_data(data, samples=samples)
+    if isinstance(model, ModelSpec):
+        spec = ModelSpec(model.name, {**model.kwargs, **(model_kwargs or {})})
+    else:
+        spec = ModelSpec(str(model), dict(model_kwargs or {}))
+    settings = {
+        "model": spec.to_dict(),
+        "data": splits.spec.to_dict(),
+        "loss": loss,
+        "optimizer": name,
+        "hparams": hp,
+        "batch_size": batch_size,
+        "schedule": schedule,
+        "warmup_epochs": warmup_epochs,
+        "milestones": milestones,
+        "gamma": gamma,
+        "seed": seed,
+        "bf16": bf16,
+    }
+    if ctx is not None:  # the sharding depends on the world size
+        settings.update(world_size=ctx.world_size, perturbation=perturbation)
+        _check_world(ctx, len(splits.y_train), batch_size)
+
+    seed_everything(seed)
+    net = build_model(spec, input_shape=splits.input_shape, num_classes=splits.num_classes).to(dev)
+    opt = make_optimizer(
+        name,
+        net,
+        **{k: v for k, v in hp.items() if k != "betas"},
+        **({"betas": tuple(hp["betas"])} if "betas" in hp else {}),
+    )
+    _check_labels(net, splits, dev)
+    if main:
+        check_writable(last_path, what="run folder file")
 
     def inspect_out() -> dict[str, Any] | None:
         """Refuse to clobber a run, load the resume state (rank 0 only when distributed)."""
@@ -427,52 +556,84 @@ def train(
                 f"{out} holds an unfinished run (last.pt): use --resume to continue it "
                 "or --force to start over"
             )
-        elif force and out.exists():
-            _remove_run_files(out)
         return None if ck is None else {"resume": ck.resume, "metrics": ck.metrics}
 
-    state = ctx.run_on_main(inspect_out) if ctx is not None else inspect_out()
-    ck = None if state is None else SimpleNamespace(**state)
-
-    splits = data if isinstance(data, DataSplits) else load_data(data, samples=samples)
-    if isinstance(data, DataSplits) and samples is not None:
-        raise SharpscopeError(
-            "samples= applies to a data spec; subsample DataSplits before passing them"
+    # The exclusive lock on ``out`` for the whole run: a second train (or a probe that
+    # writes there) gets one error naming this one.
+    with folder_lock(out, command="train"):
+        state = ctx.run_on_main(inspect_out) if ctx is not None else inspect_out()
+        ck = None if state is None else SimpleNamespace(**state)
+        if ck is not None:
+            diff = _settings_diff(ck.resume.get("settings", {}), settings)
+            if diff:
+                raise SharpscopeError(f"cannot resume {out}: settings differ: {'; '.join(diff)}")
+        return _train_in(
+            out=out,
+            ck=ck,
+            force=force and not resume,
+            main=main,
+            ctx=ctx,
+            splits=splits,
+            spec=spec,
+            net=net,
+            opt=opt,
+            settings=settings,
+            name=name,
+            hp=hp,
+            loss=loss,
+            loss_fn=loss_fn,
+            dev=dev,
+            bf16=bf16,
+            epochs=epochs,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            milestones=milestones,
+            gamma=gamma,
+            seed=seed,
+            save_every=save_every,
+            quiet=quiet,
+            callback=callback,
+            perturbation=perturbation,
+            t_start=t_start,
         )
-    if isinstance(model, ModelSpec):
-        spec = ModelSpec(model.name, {**model.kwargs, **(model_kwargs or {})})
-    else:
-        spec = ModelSpec(str(model), dict(model_kwargs or {}))
-    settings = {
-        "model": spec.to_dict(),
-        "data": splits.spec.to_dict(),
-        "loss": loss,
-        "optimizer": name,
-        "hparams": hp,
-        "batch_size": batch_size,
-        "schedule": schedule,
-        "warmup_epochs": warmup_epochs,
-        "milestones": milestones,
-        "gamma": gamma,
-        "seed": seed,
-        "bf16": bf16,
-    }
-    if ctx is not None:  # the sharding depends on the world size
-        settings.update(world_size=ctx.world_size, perturbation=perturbation)
-        _check_world(ctx, len(splits.y_train), batch_size)
-    if ck is not None:
-        diff = _settings_diff(ck.resume.get("settings", {}), settings)
-        if diff:
-            raise SharpscopeError(f"cannot resume {out}: settings differ: {'; '.join(diff)}")
 
-    seed_everything(seed)
-    net = build_model(spec, input_shape=splits.input_shape, num_classes=splits.num_classes).to(dev)
-    opt = make_optimizer(
-        name,
-        net,
-        **{k: v for k, v in hp.items() if k != "betas"},
-        **({"betas": tuple(hp["betas"])} if "betas" in hp else {}),
-    )
+
+def _train_in(
+    *,
+    out: Path,
+    ck: Any,
+    force: bool,
+    main: bool,
+    ctx: Any,
+    splits: DataSplits,
+    spec: ModelSpec,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    settings: dict[str, Any],
+    name: str,
+    hp: dict[str, Any],
+    loss: str,
+    loss_fn: Callable,
+    dev: torch.device,
+    bf16: bool,
+    epochs: int,
+    batch_size: int,
+    eval_batch_size: int,
+    schedule: str,
+    warmup_epochs: int,
+    milestones: list[int],
+    gamma: float,
+    seed: int,
+    save_every: int,
+    quiet: bool,
+    callback: Callable[[int, dict[str, Any]], None] | None,
+    perturbation: str,
+    t_start: float,
+) -> TrainResult:
+    """The training loop of :func:`train`, with ``out`` locked and everything validated."""
+    last_path, final_path = out / "last.pt", out / "final.pt"
     x_train, y_train = splits.x_train.to(dev), splits.y_train.to(dev)
     ddp: nn.Module = net
     if ctx is not None:
@@ -499,20 +660,11 @@ def train(
     opt_record = {"name": name, "hparams": hp}
     metrics: list[dict[str, Any]] = []
     start_epoch = 0
-    if ck is not None:
-        state = ck.resume
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"], shuffle)
-        metrics = [dict(m) for m in ck.metrics][: int(state["epoch"])]
-        start_epoch = int(state["epoch"])
-        _write_metrics(out, metrics)
 
     def save(path: Path, *, with_resume: bool) -> None:
         extra = {
             "train": {k: v for k, v in settings.items() if k not in ("model", "data", "hparams")}
-            | {"epochs": epochs}
+            | {"epochs": epochs, "save_every": save_every}
         }
         if is_xsam:
             extra["alpha_history"] = [dict(h) for h in opt.alpha_history]
@@ -541,10 +693,41 @@ def train(
             resume=res,
         )
 
-    if start_epoch == 0:
-        if ctx is None or ctx.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-        save(out / "epoch_000.pt", with_resume=False)
+    def epoch_file(epoch: int) -> Path | None:
+        if epoch == 0 or (save_every and epoch % save_every == 0):
+            return out / f"epoch_{epoch:03d}.pt"
+        return None
+
+    if ck is not None:
+        # The initial weights come from the seed alone: a run killed before epoch_000.pt
+        # was written gets it back here, before the resume state replaces them.
+        if not (out / "epoch_000.pt").exists():
+            save(out / "epoch_000.pt", with_resume=False)
+        state = ck.resume
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"], shuffle)
+        metrics = [dict(m) for m in ck.metrics][: int(state["epoch"])]
+        start_epoch = int(state["epoch"])
+        # epoch files are written before last.pt; one that is missing anyway (an older
+        # run, a deleted file) is the state last.pt holds
+        path = epoch_file(start_epoch)
+        if path is not None and not path.exists():
+            save(path, with_resume=False)
+        _write_metrics(out, metrics)
+    else:
+        aside = _move_run_aside(out) if force and main else None
+        try:
+            save(out / "epoch_000.pt", with_resume=False)
+            save(last_path, with_resume=True)
+        except BaseException:
+            if aside is not None:
+                _restore_run(out, aside)
+            raise
+        if aside is not None:  # the new run has its first checkpoint: the old one goes
+            shutil.rmtree(aside, ignore_errors=True)
+        _write_metrics(out, metrics)
 
     def forward_loss(
         x: torch.Tensor, y: torch.Tensor, module: nn.Module = ddp
@@ -613,11 +796,7 @@ def train(
                 loss_t, logits = forward_loss(xb, yb)
                 value = float(loss_t.detach())
                 if not all_finite(value):
-                    kept = (
-                        f"{last_path} keeps epoch {epoch - 1}"
-                        if epoch > 1
-                        else "no epoch was finished"
-                    )
+                    kept = _kept(last_path, epoch)
                     where = f" on rank {ctx.rank}" if ctx is not None else ""
                     raise NonFiniteLossError(
                         f"the training loss became {value}{where} at epoch {epoch}, step {step} "
@@ -680,6 +859,27 @@ def train(
             bf16=bf16,
             ctx=ctx,
         )
+        # the step losses are checked before each step, so the last step of an epoch can
+        # still diverge: the weights and the epoch's evaluation must be finite before a
+        # checkpoint keeps this epoch
+        bad = _non_finite_weights(net)
+        what = (
+            f"the weights became non-finite ({bad})"
+            if bad is not None
+            else next(
+                (
+                    f"the {label} loss became {value}"
+                    for label, value in (("train", train_loss), ("test", test_loss))
+                    if value is not None and not math.isfinite(value)
+                ),
+                None,
+            )
+        )
+        if what is not None:
+            raise NonFiniteLossError(
+                f"{what} at the end of epoch {epoch} ({name}, lr {lr_now:.3g}): the training "
+                f"diverged; stopped; {_kept(last_path, epoch)}; lower --lr"
+            )
         record: dict[str, Any] = {
             "epoch": epoch,
             "lr": lr_now,
@@ -694,12 +894,17 @@ def train(
         metrics.append(record)
         if not quiet and hasattr(bar, "set_postfix"):
             bar.set_postfix(
-                loss=f"{train_loss:.4f}", acc=f"{train_acc:.3f}", test_acc=f"{test_acc:.3f}"
+                loss=f"{train_loss:.4f}",
+                acc=f"{train_acc:.3f}",
+                test_acc=NO_TEST_DATA if test_acc is None else f"{test_acc:.3f}",
             )
             bar.close()
+        # the epoch file first, then last.pt: an interruption between the two repeats the
+        # epoch on resume (and rewrites the epoch file) instead of losing the epoch file
+        path = epoch_file(epoch)
+        if path is not None:
+            save(path, with_resume=False)
         save(last_path, with_resume=True)
-        if save_every and epoch % save_every == 0:
-            save(out / f"epoch_{epoch:03d}.pt", with_resume=False)
         _write_metrics(out, metrics)
         if callback is not None:
             callback(epoch, dict(record))
@@ -715,6 +920,10 @@ def train(
         resumed_from=start_epoch if ck is not None else None,
         alpha_history=[dict(h) for h in opt.alpha_history] if is_xsam else [],
     )
+
+
+def _kept(last_path: Path, epoch: int) -> str:
+    return f"{last_path} keeps epoch {epoch - 1}" + (" (the initial weights)" if epoch == 1 else "")
 
 
 def _to_cpu(obj: Any) -> Any:
