@@ -8,6 +8,8 @@ line ``2 / lr`` of gradient descent (Cohen et al. 2021).
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,54 @@ def run_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     found = sorted((int(m.group(1)), p) for p in run_dir.iterdir() if (m := _EPOCH.match(p.name)))
     if not found:
         raise SharpscopeError(f"{run_dir} holds no epoch_XXX.pt checkpoints")
+    missing = _missing_epochs(run_dir, [e for e, _ in found])
+    if missing:
+        names = ", ".join(f"epoch_{e:03d}.pt" for e in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise SharpscopeError(
+            f"{run_dir} is missing {names}{more} of its trajectory: resume the run "
+            "(sharpscope train --resume with the same settings) to write it again"
+        )
     return found
+
+
+def _missing_epochs(run_dir: Path, epochs: list[int]) -> list[int]:
+    """Epoch files a run should hold but does not: the epochs are written every
+    ``save_every`` epochs (the greatest common divisor of the epochs found) from 0 up to
+    the last epoch that ``metrics.jsonl`` records."""
+    every = 0
+    for e in epochs:
+        every = math.gcd(every, e)
+    last = max(epochs)
+    done = _epochs_done(run_dir)
+    if every and done is not None and done > last:
+        last = done - done % every
+    expected = range(0, last + 1, every) if every else [0]
+    have = set(epochs)
+    return [e for e in expected if e not in have]
+
+
+def _epochs_done(run_dir: Path) -> int | None:
+    """How many epochs ``metrics.jsonl`` records (written after each epoch's checkpoints)."""
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    epochs = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            return None
+        if isinstance(rec, dict) and isinstance(rec.get("epoch"), int):
+            epochs.append(rec["epoch"])
+    return max(epochs, default=0)
+
+
+def _fingerprint(path: Path) -> list[int]:
+    """Size and modification time: a checkpoint replaced under the same name is probed again."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
 
 
 def checkpoint_lr(ck: Any) -> float | None:
@@ -111,7 +160,11 @@ def probe_over_training(
         checkpoints, desc=f"{what} over training", quiet=quiet, unit="epoch"
     ):
         key = str(epoch)
-        if key in stored and stored[key].get("file") == path.name:
+        if (
+            key in stored
+            and stored[key].get("file") == path.name
+            and stored[key].get("fingerprint") == _fingerprint(path)
+        ):
             reused += 1
             continue
         problem = load_problem(
@@ -151,7 +204,12 @@ def probe_over_training(
                 **common,
             ).to_dict()
             res.pop("probe_values", None)
-        res.update(epoch=epoch, file=path.name, lr=checkpoint_lr(problem.checkpoint))
+        res.update(
+            epoch=epoch,
+            file=path.name,
+            fingerprint=_fingerprint(path),
+            lr=checkpoint_lr(problem.checkpoint),
+        )
         stored[key] = res
         if cache:
             atomic_write_json(cache_path, {"settings": settings, "epochs": stored})
