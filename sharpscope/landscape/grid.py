@@ -22,7 +22,9 @@ the centre model's unless a direction names them (interpolation does) or
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -38,7 +40,7 @@ from torch.func import functional_call, vmap
 from .._func import preserved, probe_mode
 from ..distributed import current
 from ..errors import SharpscopeError
-from ..utils import atomic_savez, atomic_write_json, progress, read_json
+from ..utils import atomic_savez, atomic_write_json, progress
 
 __all__ = ["Surface", "evaluate_grid", "evaluate_point", "grid_axis", "SURFACE_FORMAT"]
 
@@ -72,6 +74,11 @@ class Surface:
     accuracy: np.ndarray
     done: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    chunk: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.chunk is None:  # points computed together share a chunk id (-1: not done)
+            self.chunk = np.where(self.done, 0, -1).astype(np.int64)
 
     @classmethod
     def empty(cls, axes: Sequence[np.ndarray], meta: dict[str, Any] | None = None) -> Surface:
@@ -84,6 +91,48 @@ class Surface:
             np.zeros(shape, dtype=bool),
             dict(meta or {}),
         )
+
+    def _digest(self, idx: np.ndarray) -> bytes:
+        """sha256 of one chunk: its flat indices, losses and accuracies."""
+        h = hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.loss.reshape(-1)[idx], dtype=np.float64).tobytes())
+        h.update(np.ascontiguousarray(self.accuracy.reshape(-1)[idx], dtype=np.float64).tobytes())
+        return h.digest()
+
+    def _digests(self) -> np.ndarray:
+        flat = self.chunk.reshape(-1)  # type: ignore[union-attr]
+        n = int(flat.max()) + 1 if flat.size else 0
+        out = np.zeros((n, 32), dtype=np.uint8)
+        order = np.argsort(flat, kind="stable")
+        bounds = np.searchsorted(flat[order], np.arange(n + 1))
+        for k in range(n):
+            idx = np.sort(order[bounds[k] : bounds[k + 1]])
+            if len(idx):
+                out[k] = np.frombuffer(self._digest(idx), dtype=np.uint8)
+        return out
+
+    def verify(self, digests: np.ndarray) -> int:
+        """Keep only the points whose chunk checksum matches; returns how many were dropped.
+
+        A point marked done without a chunk, in a chunk whose sha256 does not match the
+        stored one, or with a NaN loss is not finished: it is recomputed.
+        """
+        flat_chunk = self.chunk.reshape(-1)  # type: ignore[union-attr]
+        flat_done = self.done.reshape(-1)
+        claimed = flat_done | (flat_chunk >= 0)
+        ok = np.zeros(flat_chunk.shape, dtype=bool)
+        for k in np.unique(flat_chunk[flat_chunk >= 0]):
+            idx = np.flatnonzero(flat_chunk == k)
+            if k < len(digests) and self._digest(idx) == bytes(digests[k]):
+                ok[idx] = True
+        ok &= flat_done
+        dropped = int((claimed & ~ok).sum())
+        ok &= ~np.isnan(self.loss.reshape(-1))
+        self.done = ok.reshape(self.done.shape)
+        self.chunk = np.where(self.done, self.chunk, -1).astype(np.int64)
+        self.loss = np.where(self.done, self.loss, np.nan)
+        self.accuracy = np.where(self.done, self.accuracy, np.nan)
+        return dropped
 
     @property
     def dims(self) -> int:
@@ -140,6 +189,8 @@ class Surface:
             "loss": self.loss,
             "accuracy": self.accuracy,
             "done": self.done,
+            "chunk": self.chunk,
+            "digests": self._digests(),
         }
         if self.dims > 1:
             arrays["y"] = self.axes[1]
@@ -147,7 +198,7 @@ class Surface:
         meta = {
             **self.meta,
             "format": SURFACE_FORMAT,
-            "version": 1,
+            "version": 2,
             "dims": self.dims,
             "shape": list(self.shape),
             "points_done": int(self.done.sum()),
@@ -158,19 +209,83 @@ class Surface:
         return out
 
     @classmethod
-    def load(cls, out_dir: str | Path) -> Surface:
-        """Read a surface written by :meth:`save`."""
+    def load(cls, out_dir: str | Path, *, with_digests: bool = False) -> Any:
+        """Read a surface written by :meth:`save`, checking every array.
+
+        Raises :class:`SurfaceFileError` (a :class:`SharpscopeError`) for a missing,
+        truncated, non-zip, pickled or inconsistent ``surface.npz`` or a damaged
+        ``meta.json``. With ``with_digests`` returns ``(surface, digests)``; the caller
+        checks them with :meth:`verify`.
+        """
         out = Path(out_dir)
         npz = out / "surface.npz"
         if not npz.is_file():
-            raise SharpscopeError(f"no surface.npz in {out}")
-        meta = read_json(out / "meta.json") if (out / "meta.json").is_file() else {}
+            raise SurfaceFileError(f"no surface.npz in {out}")
+        meta = _read_meta(out / "meta.json") if (out / "meta.json").exists() else {}
         try:
             with np.load(npz, allow_pickle=False) as z:
-                axes = [z["x"]] + ([z["y"]] if "y" in z.files else [])
-                return cls(axes, z["loss"], z["accuracy"], z["done"].astype(bool), meta)
-        except (KeyError, ValueError, OSError) as exc:
-            raise SharpscopeError(f"{npz} is not a readable surface file: {exc}") from exc
+                arrays = {k: z[k] for k in z.files}
+        except Exception as exc:  # noqa: BLE001 - any damage is the same cache miss
+            raise SurfaceFileError(
+                f"{npz} is not a readable surface file ({type(exc).__name__})"
+            ) from None
+        missing = [k for k in ("x", "loss", "accuracy", "done") if k not in arrays]
+        if missing:
+            raise SurfaceFileError(f"{npz} lacks {', '.join(missing)}")
+        axes = [arrays["x"]] + ([arrays["y"]] if "y" in arrays else [])
+        for a in axes:
+            if a.ndim != 1 or a.size == 0 or a.dtype.kind != "f" or not np.isfinite(a).all():
+                raise SurfaceFileError(f"{npz} has a damaged axis")
+        shape = tuple(len(a) for a in axes)
+        for k, kind in (("loss", "f"), ("accuracy", "f"), ("done", "b")):
+            if arrays[k].shape != shape or arrays[k].dtype.kind != kind:
+                raise SurfaceFileError(
+                    f"{npz}: {k} has shape {list(arrays[k].shape)} and dtype "
+                    f"{arrays[k].dtype.str} where the axes make {list(shape)}"
+                )
+        chunk = arrays.get("chunk")
+        digests = arrays.get("digests")
+        if chunk is None or digests is None:  # written without checksums: nothing is trusted
+            chunk, digests = np.full(shape, -1, dtype=np.int64), np.zeros((0, 32), np.uint8)
+        if chunk.shape != shape or chunk.dtype.kind not in "iu":
+            raise SurfaceFileError(f"{npz}: the chunk array does not fit the grid")
+        if digests.ndim != 2 or digests.shape[1] != 32 or digests.dtype != np.uint8:
+            raise SurfaceFileError(f"{npz}: the checksums are damaged")
+        surface = cls(
+            [np.asarray(a, dtype=np.float64) for a in axes],
+            arrays["loss"].astype(np.float64),
+            arrays["accuracy"].astype(np.float64),
+            arrays["done"].astype(bool),
+            meta,
+            chunk.astype(np.int64),
+        )
+        return (surface, digests) if with_digests else surface
+
+
+class SurfaceFileError(SharpscopeError):
+    """A ``surface.npz`` or ``meta.json`` that cannot be trusted (damaged or forged)."""
+
+
+_META_LIMIT = 64 * 2**20
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """``meta.json`` as a dict; anything else (binary, not an object, too deep) is damage."""
+    try:
+        if path.stat().st_size > _META_LIMIT:
+            raise SurfaceFileError(f"{path} is too large to be a surface's meta.json")
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except SurfaceFileError:
+        raise
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON/UTF-8/huge ints
+        raise SurfaceFileError(f"{path} is not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(meta, dict):
+        raise SurfaceFileError(f"{path} does not hold a JSON object")
+    return meta
+
+
+def _notice(message: str) -> None:
+    print(f"notice: {' '.join(message.split())}", file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -392,27 +507,50 @@ def evaluate_grid(
 
         def resumed() -> Surface:
             surface = Surface.empty(axes)
-            if (
-                out is not None
-                and (out / "surface.npz").is_file()
-                and (out / "meta.json").is_file()
-            ):
-                old = Surface.load(out)
-                diff = [
-                    k for k in signature if old.meta.get("signature", {}).get(k) != signature[k]
-                ]
-                if not diff and old.shape == surface.shape:
-                    surface = old
-                elif not force:
+            if out is None or not ((out / "surface.npz").exists() or (out / "meta.json").exists()):
+                return surface
+            try:
+                old, digests = Surface.load(out, with_digests=True)
+                if not (out / "meta.json").is_file():
+                    raise SurfaceFileError(f"{out / 'meta.json'} is missing")
+            except SurfaceFileError as exc:
+                _notice(f"{exc}; recomputing the surface in {out}")
+                return surface
+            kind, saved = old.meta.get("format"), old.meta.get("signature")
+            if kind == "sharpscope-slices":  # another command's result, not damage
+                diff = ["format"]
+            elif kind != SURFACE_FORMAT or not isinstance(saved, dict):
+                _notice(f"{out / 'meta.json'} is damaged; recomputing the surface in {out}")
+                return surface
+            else:
+                diff = [k for k in signature if saved.get(k) != signature[k]]
+            if diff:
+                if not force:
                     raise SharpscopeError(
-                        f"{out} holds a surface computed with other settings ({', '.join(diff) or 'shape'} differ); "
-                        "use another output folder or --force to overwrite"
+                        f"{out} holds a result computed with other settings ({', '.join(diff)} "
+                        "differ); use another output folder or --force to overwrite"
                     )
-            return surface
+                return surface
+            if old.shape != surface.shape or not all(
+                np.array_equal(a, b) for a, b in zip(old.axes, axes, strict=True)
+            ):
+                _notice(f"{out / 'surface.npz'} has damaged axes; recomputing the surface")
+                return surface
+            dropped = old.verify(digests)
+            if dropped:
+                _notice(
+                    f"{dropped} point(s) in {out / 'surface.npz'} failed their checksum; "
+                    "recomputing them"
+                )
+            elapsed = old.meta.get("elapsed_s")
+            ok = isinstance(elapsed, (int, float)) and not isinstance(elapsed, bool)
+            old.meta = {"elapsed_s": float(elapsed)} if ok and math.isfinite(elapsed) else {}
+            return old
 
         # distributed: rank 0 owns the files and decides what is done; points are dealt out
         ctx = current()
         surface = ctx.run_on_main(resumed) if ctx is not None else resumed()
+        surface.meta.setdefault("elapsed_s", 0.0)
         surface.meta.update(
             {
                 "signature": signature,
@@ -476,7 +614,10 @@ def evaluate_grid(
                 parts = [(chunk, losses, accs)]
                 if ctx is not None:  # every rank gets every rank's points
                     parts = ctx.all_gather_object((chunk, losses, accs))
+                flat_chunk = surface.chunk.reshape(-1)  # type: ignore[union-attr]
                 for idx, lo, ac in parts:
+                    if len(idx):
+                        flat_chunk[idx] = int(flat_chunk.max()) + 1
                     flat_loss[idx], flat_acc[idx], flat_done[idx] = lo, ac, True
                 surface.meta["elapsed_s"] = (
                     float(surface.meta.get("elapsed_s", 0.0)) + time.perf_counter() - started
