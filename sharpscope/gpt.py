@@ -10,10 +10,11 @@ Attention is written out in plain PyTorch (q/k/v projections, scaled scores, a
 boolean mask applied with ``masked_fill`` of the dtype's most negative finite
 number, softmax, output projection) rather than a fused kernel, so that
 :mod:`torch.func` can trace it: forward-over-reverse Hessian-vector products
-(``jvp`` of ``grad``) work, and so does double backward. Masked scores use a finite
-fill instead of ``-inf``, so a query whose keys are all masked (a padding position
-before the first real token) gets a uniform average instead of NaN; its output is
-meaningless and its target should be ``ignore_index``.
+(``jvp`` of ``grad``) work, and so does double backward. With an ``attention_mask``
+a padded key is hidden from every other query, but each query always sees itself,
+so no row of scores is fully masked (no NaN); a padding position's output is
+meaningless and its target should be ``ignore_index``. Masked scores get a finite
+fill, which softmax turns into exact zeros.
 
 The zoo factory is :func:`gpt`, ``gpt(input_shape=(context,), num_classes=vocab, **kwargs)``.
 
@@ -67,7 +68,10 @@ class CausalSelfAttention(nn.Module):
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(D))  # (B, H, T, T)
         allowed = self.causal[:T, :T]
         if key_mask is not None:
-            allowed = allowed & key_mask[:, None, None, :]  # (B, 1, T, T)
+            # a query always sees itself, so no row is empty (a padding query attends to
+            # itself and earlier real tokens; real queries are unaffected)
+            eye = torch.eye(T, dtype=torch.bool, device=h.device)
+            allowed = allowed & (key_mask[:, None, None, :] | eye)  # (B, 1, T, T)
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         attn = torch.softmax(scores, dim=-1)
         out = (attn @ v).transpose(1, 2).reshape(B, T, C)
