@@ -90,7 +90,6 @@ def sgd_momentum(lr: float, momentum: float):
 SAM_CASES = [
     pytest.param(0.05, 0.1, 0.0, id="rho0.05-plain-sgd"),
     pytest.param(0.3, 0.05, 0.9, id="rho0.3-momentum"),
-    pytest.param(0.0, 0.1, 0.5, id="rho0-is-sgd"),
 ]
 
 
@@ -614,10 +613,58 @@ def test_xsam_perturbation_is_one_ascent_step_of_length_rho_over_k() -> None:
 
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(5, dtype=torch.float64))
-    opt = XSAM([w], "sgd", rho=0.3, steps=3, alpha=1.0, lr=0.1)
+    opt = XSAM([w], "sgd", rho=0.3, steps=3, alpha=1.0, lr=0.1, bn_policy="all")
     g = [torch.randn(5, dtype=torch.float64)]
     e = opt.perturbation([w], g)[0]
     torch.testing.assert_close(e.norm(), torch.tensor(0.1, dtype=torch.float64))
     moved = [w.detach().clone()]
     sam_ascent_(moved, g, 0.1)
     torch.testing.assert_close(moved[0] - w.detach(), e)
+
+
+@pytest.mark.parametrize("name", ["sam", "asam", "xsam"])
+def test_rho_zero_is_refused_with_the_way_to_plain_sgd(name) -> None:
+    """rho 0 used to run as silent SGD (SAM/ASAM); it is refused, naming --optimizer sgd."""
+    from sharpscope.optim import ASAM, SAM, XSAM
+    from sharpscope.optim.factory import make_optimizer, optimizer_hparams
+
+    cls = {"sam": SAM, "asam": ASAM, "xsam": XSAM}[name]
+    for build in (
+        lambda: cls(nn.Linear(3, 2), "sgd", rho=0.0, lr=0.1),
+        lambda: make_optimizer(name, nn.Linear(3, 2), lr=0.1, rho=0),
+        lambda: optimizer_hparams(name, lr=0.1, rho=0.0),
+    ):
+        with pytest.raises(SharpscopeError, match=r"rho must be > 0, got 0.0: .*--optimizer sgd"):
+            build()
+
+
+@pytest.mark.parametrize("name", ["sam", "asam", "xsam"])
+def test_parameters_without_model_need_model_or_explicit_bn_policy(name) -> None:
+    """Parameters alone used to skip bn_policy='clean' silently (BatchNorm statistics of the
+    perturbed passes leaked into the running averages)."""
+    from sharpscope.optim import ASAM, SAM, XSAM
+
+    cls = {"sam": SAM, "asam": ASAM, "xsam": XSAM}[name]
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    with pytest.raises(SharpscopeError, match=r"pass the model itself .*bn_policy='all'"):
+        cls(net.parameters(), "sgd", rho=0.1, lr=0.1)
+    # with model= the clean policy applies: the perturbed pass leaves the running mean alone
+    opt = cls(net.parameters(), "sgd", rho=0.1, lr=0.1, model=net)
+    assert opt.model is net
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    opt.zero_grad()
+    nn.functional.cross_entropy(net(x), y).backward()
+    after_clean = net[1].running_mean.clone()
+
+    def closure():
+        loss = nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        return loss
+
+    if name == "xsam":
+        opt.step(closure, loss_fn=lambda: float(nn.functional.cross_entropy(net(x), y)))
+    else:
+        opt.step(closure)
+    assert torch.equal(net[1].running_mean, after_clean)
+    # an explicit 'all' is accepted without the model
+    cls(net.parameters(), "sgd", rho=0.1, lr=0.1, bn_policy="all")

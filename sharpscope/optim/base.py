@@ -44,6 +44,7 @@ __all__ = [
     "restore_running_stats",
     "sam_ascent_",
     "check_number",
+    "check_rho",
 ]
 
 BN_POLICIES = ("clean", "all")
@@ -73,6 +74,17 @@ def check_number(
     if low is not None and (value <= low if strict else value < low):
         raise SharpscopeError(f"{name} must be {'>' if strict else '>='} {low:g}, got {value!r}")
     return value
+
+
+def check_rho(name: str, rho: Any) -> float:
+    """A sharpness-aware radius: > 0 (rho 0 is the base optimizer alone: refused, not implied)."""
+    rho = float(check_number("rho", rho, low=0.0))
+    if rho == 0:
+        raise SharpscopeError(
+            f"rho must be > 0, got {rho!r}: {name} with rho 0 is plain gradient descent; "
+            "use optimizer 'sgd' (--optimizer sgd) for that"
+        )
+    return rho
 
 
 def check_bn_policy(bn_policy: Any) -> str:
@@ -175,11 +187,12 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
             any torch optimizer (then pass ``model=`` for the BatchNorm policy to apply).
         base_optimizer: ``"sgd"``, ``"adamw"``, ``"adam"`` or an optimizer class; it is
             built as ``base_optimizer(self.param_groups, **base_kwargs)``.
-        rho: radius of the ascent step (>= 0).
+        rho: radius of the ascent step (> 0; rho 0 is refused: use the base optimizer).
         bn_policy: ``"clean"`` (default): BatchNorm running statistics are updated only
             by the caller's clean pass at ``w``; the passes at perturbed weights (and
             XSAM's alpha search) leave them untouched. ``"all"``: every pass updates them.
-        model: the network, when ``params`` is not the module itself.
+        model: the network, when ``params`` is not the module itself. Required with
+            ``bn_policy="clean"`` (the default); without it, pass ``bn_policy="all"``.
         **base_kwargs: passed to the base optimizer (``lr``, ``momentum``, ...).
     """
 
@@ -198,8 +211,19 @@ class SharpnessAwareOptimizer(torch.optim.Optimizer):
         if isinstance(params, nn.Module):
             model = params if model is None else model
             params = [p for p in params.parameters() if p.requires_grad]
-        self.rho = float(check_number("rho", rho, low=0.0))
+        self.rho = check_rho(self.name, rho)
         self.bn_policy = check_bn_policy(bn_policy)
+        if model is None and self.bn_policy == "clean":
+            raise SharpscopeError(
+                f"{self.name}: bn_policy='clean' needs the model to keep the BatchNorm "
+                f"statistics of the perturbed passes out: pass the model itself "
+                f"({type(self).__name__}(model, ...)) or model=model with the parameters, "
+                "or set bn_policy='all' explicitly"
+            )
+        if model is not None and not isinstance(model, nn.Module):
+            raise SharpscopeError(
+                f"{self.name}: model= must be the nn.Module, got {type(model).__name__}"
+            )
         self.model = model
         base_cls = resolve_base_optimizer(base_optimizer)
         self.base_name = (

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import SharpscopeError
-from .base import check_bn_policy, check_number
+from .base import check_bn_policy, check_number, check_rho
 from .sam import ASAM, ASAM_SCALED, SAM
 from .xsam import XSAM
 
@@ -65,7 +65,7 @@ def optimizer_hparams(
     if name == "sgd":
         return hp
     hp["bn_policy"] = check_bn_policy(bn_policy)
-    hp["rho"] = float(check_number("rho", rho, low=0.0, strict=name == "xsam"))
+    hp["rho"] = check_rho(name, rho)
     if name == "asam":
         hp["eta"] = float(check_number("eta", eta, low=0.0))
         if scaled not in ASAM_SCALED:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import NonFiniteLossError, SharpscopeError
-from .base import GRAD_EPS, SharpnessAwareOptimizer, check_number, sam_ascent_
+from .base import GRAD_EPS, SharpnessAwareOptimizer, check_number, check_rho, sam_ascent_
 from .geometry import global_norm, slerp_coefficients
 
 __all__ = ["AscentResult", "xsam_ascent", "alpha_search", "alpha_grid", "XSAM"]
@@ -257,7 +257,7 @@ class XSAM(SharpnessAwareOptimizer):
         model: nn.Module | None = None,
         **base_kwargs: Any,
     ) -> None:
-        check_number("rho", rho, low=0.0, strict=True)
+        check_rho("xsam", rho)
         self.steps = int(check_number("steps", steps, low=1, integer=True))
         self.dynamic = alpha is None
         self.alpha = 1.0 if alpha is None else float(check_number("alpha", alpha))
