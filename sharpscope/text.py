@@ -30,7 +30,7 @@ and 85,168 test bytes (5 files).
 
 Example:
     >>> x_train, y_train, x_test, y_test = load_text(context=16, train_windows=4, test_windows=2)
-    >>> x_train.shape, x_train.dtype, bool((x_train[:, 1:] == y_train[:, :-1]).all())
+    >>> tuple(x_train.shape), x_train.dtype, bool((x_train[:, 1:] == y_train[:, :-1]).all())
     ((4, 16), torch.int64, True)
 """
 
@@ -174,11 +174,16 @@ def stdlib_corpus(
     """
     names = tuple(TRAIN_FILES + TEST_FILES if files is None else (str(f) for f in files))
     tests = frozenset(TEST_FILES if test_files is None else (str(f) for f in test_files))
-    folder = str(root) if root is not None else sysconfig.get_paths()["stdlib"]
-    return _stdlib_corpus(names, tests, folder)
+    if root is None:  # the installation's files do not change: read them once per process
+        return _cached_stdlib_corpus(names, tests, sysconfig.get_paths()["stdlib"])
+    return _stdlib_corpus(names, tests, str(root))
 
 
 @functools.lru_cache(maxsize=4)
+def _cached_stdlib_corpus(names: tuple[str, ...], tests: frozenset[str], folder: str) -> TextCorpus:
+    return _stdlib_corpus(names, tests, folder)
+
+
 def _stdlib_corpus(names: tuple[str, ...], tests: frozenset[str], folder: str) -> TextCorpus:
     if not names:
         raise DataError("text: no corpus files given")

@@ -273,3 +273,13 @@ def test_one_training_step_lowers_the_loss():
     with torch.no_grad():
         last = F.cross_entropy(net(x).reshape(-1, 11), y.reshape(-1)).item()
     assert last < first - 0.5
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+
+    result = doctest.testmod(
+        importlib.import_module("sharpscope.gpt"), optionflags=doctest.ELLIPSIS
+    )
+    assert result.attempted > 0 and result.failed == 0
