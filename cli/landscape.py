@@ -63,6 +63,14 @@ def _fmt(v: Any) -> str:
     return "n/a" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
 
 
+def _check_json(json_out: Path | None) -> None:
+    """Fail before any work when the --json file cannot be written."""
+    from sharpscope.utils import check_writable
+
+    if json_out is not None and str(json_out) != "-":
+        check_writable(json_out, what="--json")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("slice")
     @handles_errors
@@ -145,6 +153,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Loss (and accuracy) on a 1D or 2D slice around a checkpoint, with plots (Li et al. 2018)."""
         device, quiet = distributed_setup(device, quiet)
+        _check_json(json_out)
         from sharpscope.landscape.api import slice_problem
         from sharpscope.utils import parse_range
 
@@ -230,6 +239,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Loss along the straight line (1 - t) a + t b between two checkpoints (BN running stats too)."""
         device, quiet = distributed_setup(device, quiet)
+        _check_json(json_out)
         from sharpscope.landscape.api import interpolate_problems
         from sharpscope.utils import parse_range
 
@@ -319,6 +329,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The training path projected on the PCA plane of its checkpoints, over the loss contour."""
         device, quiet = distributed_setup(device, quiet)
+        _check_json(json_out)
         from sharpscope.errors import SharpscopeError
         from sharpscope.landscape.api import trajectory_problem
         from sharpscope.utils import parse_range

@@ -105,6 +105,14 @@ def _sharpness_report(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _check_json(json_out: Path | None) -> None:
+    """Fail before any work when the --json file cannot be written."""
+    from sharpscope.utils import check_writable
+
+    if json_out is not None and str(json_out) != "-":
+        check_writable(json_out, what="--json")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("plane")
     @handles_errors
@@ -167,6 +175,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """XSAM's v0-v1 plane: loss contour, slerp arc, SAM's and XSAM's points, the worst point of the ball."""
         device, quiet = distributed_setup(device, quiet)
+        _check_json(json_out)
         from sharpscope.plane import probe_plane
 
         out = probe_plane(
@@ -241,6 +250,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Sharpness of a checkpoint: worst-case or average-case loss increase in a rho-ball, lambda_max, trace."""
         device, quiet = distributed_setup(device, quiet)
+        _check_json(json_out)
         from sharpscope.sharpness import probe_sharpness
 
         out = probe_sharpness(

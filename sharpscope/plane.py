@@ -32,11 +32,11 @@ from torch import nn
 
 from ._func import preserved, probe_mode, select_parameters
 from .errors import DataError, SharpscopeError
-from .landscape.grid import Surface, evaluate_grid, evaluate_point, grid_axis
+from .landscape.grid import Surface, evaluate_grid, evaluate_point, grid_axis, locks_output
 from .optim.geometry import SIN_EPS, angle, global_dot, global_norm, slerp, slerp_coefficients
 from .optim.xsam import alpha_search, xsam_ascent
 from .sharpness import worst_case_sharpness
-from .utils import atomic_write_json, to_jsonable
+from .utils import atomic_write_json, check_writable, folder_lock, to_jsonable
 
 __all__ = [
     "PlaneResult",
@@ -227,6 +227,7 @@ def plane_basis(
 
 
 # ----------------------------------------------------------------------------- probe
+@locks_output("plane", key="out_dir")
 def xsam_plane(
     model: nn.Module,
     loss_fn: Callable,
@@ -850,41 +851,49 @@ def probe_plane(
         raise SharpscopeError(f"batch size must be at least 1, got {batch_size}")
     path = Path(path)
     out = Path(out_dir) if out_dir is not None else Path(f"plane-{path.stem}")
-    problem = load_problem(path, model=model, model_kwargs=model_kwargs, data=data, device=device)
-    batches = problem.batches("train", batch_size, samples=samples or None, seed=seed)
-    result = xsam_plane(
-        problem.model,
-        problem.loss_fn,
-        batches,
-        rho=rho,
-        rho_max=rho_max,
-        steps=steps,
-        alpha_max=alpha_max,
-        alpha_step=alpha_step,
-        grid=(start, stop, num),
-        mode=mode,
-        worst_steps=worst_steps,
-        restarts=restarts,
-        seed=seed,
-        params=params,
-        out_dir=out,
-        quiet=quiet,
-    )
-    files = {"json": out / "plane.json", "png": out / "plane.png", "surface": out / "surface.npz"}
-    plot_plane(
-        result,
-        files["png"],
-        title=f"XSAM plane of {path.name}: rho={result.rho:g}, "
-        f"rho_max={result.rho_max:g}, k={result.steps}, {result.settings['data_samples']} samples",
-    )
-    if html:
-        files["html"] = out / "plane.html"
-        plane_figure_html(result, files["html"], title=f"XSAM plane of {path.name}")
-    record = result.to_dict()
-    record.update(
-        checkpoint=str(path),
-        problem=problem.describe(),
-        files={k: str(v) for k, v in files.items()},
-    )
-    atomic_write_json(files["json"], record)
+    check_writable(out / "plane.json", what="output")
+    with folder_lock(out, command="plane"):
+        problem = load_problem(
+            path, model=model, model_kwargs=model_kwargs, data=data, device=device
+        )
+        batches = problem.batches("train", batch_size, samples=samples or None, seed=seed)
+        result = xsam_plane(
+            problem.model,
+            problem.loss_fn,
+            batches,
+            rho=rho,
+            rho_max=rho_max,
+            steps=steps,
+            alpha_max=alpha_max,
+            alpha_step=alpha_step,
+            grid=(start, stop, num),
+            mode=mode,
+            worst_steps=worst_steps,
+            restarts=restarts,
+            seed=seed,
+            params=params,
+            out_dir=out,
+            quiet=quiet,
+        )
+        files = {
+            "json": out / "plane.json",
+            "png": out / "plane.png",
+            "surface": out / "surface.npz",
+        }
+        plot_plane(
+            result,
+            files["png"],
+            title=f"XSAM plane of {path.name}: rho={result.rho:g}, "
+            f"rho_max={result.rho_max:g}, k={result.steps}, {result.settings['data_samples']} samples",
+        )
+        if html:
+            files["html"] = out / "plane.html"
+            plane_figure_html(result, files["html"], title=f"XSAM plane of {path.name}")
+        record = result.to_dict()
+        record.update(
+            checkpoint=str(path),
+            problem=problem.describe(),
+            files={k: str(v) for k, v in files.items()},
+        )
+        atomic_write_json(files["json"], record)
     return record

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import SharpscopeError
 from ..problem import Problem, check_comparable
-from ..utils import atomic_write_json, parse_range
+from ..utils import atomic_write_json, check_writable, parse_range
 from .directions import (
     eigen_directions,
     load_directions,
@@ -22,7 +22,7 @@ from .directions import (
     pca_directions,
     random_directions,
 )
-from .grid import Surface, evaluate_grid, grid_axis
+from .grid import Surface, evaluate_grid, grid_axis, locks_output
 from .multi import evaluate_slices_1d
 from .plots import plot_1d, plot_surface_html, plot_trajectory, write_slice_plots
 
@@ -41,6 +41,7 @@ def float_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+@locks_output("slice")
 def slice_problem(
     problem: Problem,
     *,
@@ -83,6 +84,8 @@ def slice_problem(
         raise SharpscopeError("--directions-count needs --dims 1 (several 1D slices)")
     if directions is not None and eigvecs is not None:
         raise SharpscopeError("give either --directions or --eigvecs, not both")
+    if save_directions is not None:  # before the work, not after it
+        check_writable(save_directions, what="--save-directions")
     axes = [_axis(xrange, "--range")]
     if dims == 2:
         axes.append(_axis(yrange or xrange, "--yrange"))
@@ -183,6 +186,7 @@ def slice_problem(
     return summary
 
 
+@locks_output("interpolate")
 def interpolate_problems(
     a: Problem,
     b: Problem,
@@ -288,6 +292,7 @@ def _auto_range(values: np.ndarray, margin: float, num: int) -> np.ndarray:
     return grid_axis(lo - margin * span, hi + margin * span, num)
 
 
+@locks_output("trajectory")
 def trajectory_problem(
     problem: Problem,
     run_dir: str | Path,

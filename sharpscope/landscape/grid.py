@@ -21,6 +21,7 @@ the centre model's unless a direction names them (interpolation does) or
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -30,7 +31,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -40,14 +41,23 @@ from torch.func import functional_call, vmap
 from .._func import preserved, probe_mode
 from ..distributed import current
 from ..errors import SharpscopeError
-from ..utils import atomic_savez, atomic_write_json, progress
+from ..utils import atomic_savez, atomic_write_json, check_writable, folder_lock, progress
 
-__all__ = ["Surface", "evaluate_grid", "evaluate_point", "grid_axis", "SURFACE_FORMAT"]
+__all__ = [
+    "Surface",
+    "SurfaceFileError",
+    "evaluate_grid",
+    "evaluate_point",
+    "grid_axis",
+    "locks_output",
+    "SURFACE_FORMAT",
+]
 
 SURFACE_FORMAT = "sharpscope-surface"
 Batch = tuple[torch.Tensor, torch.Tensor]
 Params = dict[str, torch.Tensor]
 _BN = nn.modules.batchnorm._BatchNorm
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def grid_axis(start: float, stop: float, num: int) -> np.ndarray:
@@ -289,6 +299,29 @@ def _notice(message: str) -> None:
 
 
 # ----------------------------------------------------------------------------- helpers
+def locks_output(command: str, key: str = "out") -> Callable[[F], F]:
+    """Run a keyword-only library function under the exclusive lock of its output folder.
+
+    The folder is the keyword argument ``key`` (nothing is locked when it is ``None``);
+    a second writer gets :class:`~sharpscope.errors.FolderLockedError` naming the first
+    before any work starts. Nested calls in one process re-enter the same lock.
+    """
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            folder = kwargs.get(key)
+            if folder is None:
+                return fn(*args, **kwargs)
+            check_writable(Path(folder) / "meta.json", what="output")
+            with folder_lock(folder, command=command):
+                return fn(*args, **kwargs)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
 def _fingerprint(tensors: Iterable[torch.Tensor | np.ndarray]) -> str:
     h = hashlib.sha1()
     for t in tensors:
@@ -378,6 +411,7 @@ def _auto_chunk(
 
 
 # ----------------------------------------------------------------------------- engine
+@locks_output("grid", key="out_dir")
 def evaluate_grid(
     model: nn.Module,
     loss_fn: Callable,

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import SharpscopeError
 from ..utils import atomic_savez, atomic_write_json
-from .grid import Batch, Surface, evaluate_grid
+from .grid import Batch, Surface, evaluate_grid, locks_output
 
 __all__ = ["SliceSet", "center_curvature", "evaluate_slices_1d"]
 
@@ -135,6 +135,7 @@ class SliceSet:
         return out
 
 
+@locks_output("slice", key="out_dir")
 def evaluate_slices_1d(
     model: nn.Module,
     loss_fn: Callable,
