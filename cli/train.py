@@ -12,7 +12,6 @@ from ._common import (
     DeviceOpt,
     JsonOpt,
     QuietOpt,
-    SamplesOpt,
     SeedOpt,
     distributed_setup,
     emit_json,
@@ -69,7 +68,14 @@ def register(app: typer.Typer) -> None:
                 help="digits, synthetic, mnist:DIR, cifar10:DIR, cifar100:DIR, tensors:FILE, folder:DIR.",
             ),
         ] = "digits",
-        samples: SamplesOpt = None,
+        samples: Annotated[
+            Optional[int],
+            typer.Option(
+                "--samples",
+                help="Train on a seeded subset of this many training samples "
+                "(default or 0: all, as in the probes).",
+            ),
+        ] = None,
         optimizer: Annotated[
             str, typer.Option("--optimizer", help="sgd, sam, asam or xsam.")
         ] = "sgd",
@@ -82,7 +88,10 @@ def register(app: typer.Typer) -> None:
         nesterov: Annotated[
             bool, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum.")
         ] = False,
-        rho: Annotated[float, typer.Option("--rho", help="SAM/ASAM/XSAM ascent radius.")] = 0.05,
+        rho: Annotated[
+            float,
+            typer.Option("--rho", help="SAM/ASAM/XSAM ascent radius (> 0; for rho 0 use sgd)."),
+        ] = 0.05,
         eta: Annotated[float, typer.Option("--eta", help="ASAM: T = |w| + eta.")] = 0.01,
         steps: Annotated[
             int, typer.Option("--steps", help="XSAM: ascent steps k (each rho/k long).")
@@ -215,9 +224,14 @@ def register(app: typer.Typer) -> None:
             return
         f = result.final
         alpha_txt = f", alpha {f['alpha']:g}" if f.get("alpha") is not None else ""
+        test_txt = (
+            "test: no test data"
+            if f.get("test_loss") is None
+            else f"test loss {f['test_loss']:.4f}, acc {f['test_acc']:.4f} "
+            f"(best {summary['best_test_acc']:.4f})"
+        )
         typer.echo(
             f"{result.optimizer}: {result.epochs} epochs in {result.seconds:.1f} s; "
-            f"train loss {f['train_loss']:.4f}, acc {f['train_acc']:.4f}; "
-            f"test loss {f['test_loss']:.4f}, acc {f['test_acc']:.4f} (best {summary['best_test_acc']:.4f}){alpha_txt}\n"
+            f"train loss {f['train_loss']:.4f}, acc {f['train_acc']:.4f}; {test_txt}{alpha_txt}\n"
             f"checkpoints in {result.out}: final.pt, last.pt, epoch_XXX.pt; metrics in metrics.jsonl"
         )

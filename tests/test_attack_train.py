@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -260,3 +263,155 @@ def test_rho_zero_is_refused_and_points_to_sgd(tmp_path, opt):
     with pytest.raises(SharpscopeError, match=r"rho.*0.*optimizer sgd"):
         train(**QUICK, optimizer=opt, rho=0.0, epochs=1, out=tmp_path / "run")
     assert not (tmp_path / "run" / "epoch_000.pt").exists()
+
+
+# ----------------------------------------------------------------------------- CLI
+def _cli(cli_runner, cli_app, *args):
+    res = cli_runner.invoke(cli_app, ["train", "--device", "cpu", "-q", "--data", DATA, *args])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    return res, lines
+
+
+def test_cli_force_with_unknown_model_keeps_the_old_run(cli_runner, cli_app, tmp_path):
+    out = tmp_path / "run"
+    res, _ = _cli(cli_runner, cli_app, "--out", str(out), "--epochs", "1")
+    assert res.exit_code == 0, res.output
+    before = _snapshot(out)
+    res, lines = _cli(
+        cli_runner, cli_app, "--out", str(out), "--epochs", "1", "--force", "--model", "nope"
+    )
+    assert res.exit_code != 0 and len(lines) == 1 and lines[0].startswith("error:"), res.output
+    assert "nope" in lines[0]
+    assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize("opt", ["sam", "asam", "xsam"])
+def test_cli_rho_zero_is_one_error_line(cli_runner, cli_app, tmp_path, opt):
+    res, lines = _cli(
+        cli_runner, cli_app, "--out", str(tmp_path / "r"), "--optimizer", opt, "--rho", "0"
+    )
+    assert res.exit_code != 0 and len(lines) == 1, res.output
+    assert lines[0].startswith("error: rho must be > 0") and "--optimizer sgd" in lines[0]
+
+
+def test_cli_empty_test_split_prints_no_test_data(cli_runner, cli_app, tmp_path):
+    x = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+    y = np.arange(40) % 3
+    f = tmp_path / "d.npz"
+    np.savez(f, x_train=x, y_train=y, x_test=x[:0], y_test=y[:0])
+    res = cli_runner.invoke(
+        cli_app,
+        ["train", "--device", "cpu", "--data", f"tensors:{f}", "--epochs", "1"]
+        + ["--out", str(tmp_path / "r"), "--json", str(tmp_path / "s.json")],
+    )
+    assert res.exit_code == 0, res.output
+    assert "test: no test data" in res.output and "test loss 0.0000" not in res.output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["final"]["test_loss"] is None and summary["note"] == "no test data"
+
+
+def test_cli_nan_inputs_are_blamed_on_the_data(cli_runner, cli_app, tmp_path):
+    x = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+    x[0, 0] = np.nan
+    y = np.arange(40) % 3
+    f = tmp_path / "d.npz"
+    np.savez(f, x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+    res = cli_runner.invoke(
+        cli_app,
+        ["train", "--device", "cpu", "-q", "--data", f"tensors:{f}", "--out", str(tmp_path / "r")],
+    )
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code != 0 and len(lines) == 1, res.output
+    assert "non-finite values in the training inputs" in lines[0] and "lr" not in lines[0]
+
+
+# ----------------------------------------------------------------------------- 7. kill tests
+KILL_ARGS = [
+    "--model",
+    "mlp",
+    "--model-kwargs",
+    '{"hidden": [32]}',
+    "--data",
+    "digits",
+    "--samples",
+    "256",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "3",
+    "--device",
+    "cpu",
+    "--quiet",
+]
+
+
+def _train_proc(out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from sharpscope_cli.app import main; main()",
+            "train",
+            "--out",
+            str(out),
+            *KILL_ARGS,
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    p = _train_proc(out)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    return out
+
+
+def _kill_and_resume(out: Path, reference: Path, wait_for: str, sig: int, delay: float) -> None:
+    p = _train_proc(out)
+    deadline = time.monotonic() + 120
+    while not (out / wait_for).exists():
+        assert p.poll() is None, p.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    time.sleep(delay)
+    p.send_signal(sig)
+    p.communicate(timeout=60)
+    if p.returncode == 0:  # finished before the signal landed: nothing to resume
+        assert (out / "final.pt").exists()
+    else:
+        r = _train_proc(out, "--resume")
+        _, err = r.communicate(timeout=300)
+        assert r.returncode == 0, err
+    assert _files(out) == _files(reference)
+    for name in _files(reference):
+        if name.endswith(".pt"):
+            assert _equal(_weights(out / name), _weights(reference / name)), name
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    ref_lines = (reference / "metrics.jsonl").read_text().splitlines()
+    drop = lambda rec: {k: v for k, v in json.loads(rec).items() if k != "seconds"}  # noqa: E731
+    assert [drop(r) for r in lines] == [drop(r) for r in ref_lines]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill", "int"])
+def test_kill_between_checkpoint_writes_then_resume_is_bit_identical(tmp_path, reference_run, sig):
+    # epoch_001.pt has just appeared: last.pt of epoch 1 is being (or about to be) written
+    _kill_and_resume(tmp_path / "run", reference_run, "epoch_001.pt", sig, 0.0)
+
+
+@pytest.mark.slow
+def test_kill_at_random_moments_then_resume_is_bit_identical(tmp_path, reference_run):
+    import random
+
+    rng = random.Random(11)
+    for i in range(12):
+        wait_for = rng.choice(["epoch_000.pt", "epoch_001.pt", "epoch_002.pt", "last.pt", "metrics.jsonl"])
+        sig = rng.choice([signal.SIGKILL, signal.SIGINT])
+        _kill_and_resume(tmp_path / f"run{i}", reference_run, wait_for, sig, rng.random() * 0.3)
