@@ -20,12 +20,14 @@ from ._common import (
 
 
 def _format_metrics(metrics: dict) -> str:
+    from sharpscope.sanitize import printable
+
     parts = []
     for key, value in metrics.items():
         if isinstance(value, float):
-            parts.append(f"{key}={value:.4g}")
+            parts.append(f"{printable(key)}={value:.4g}")
         elif isinstance(value, (int, str)):
-            parts.append(f"{key}={value}")
+            parts.append(f"{printable(key)}={printable(value)}")
     return ", ".join(parts) or "none"
 
 
@@ -42,10 +44,15 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = None,
         quiet: QuietOpt = False,
     ) -> None:
-        """Print what a checkpoint holds: model, parameter count, data, optimizer, final metrics."""
+        """Print what a checkpoint holds: model, parameter count, data, optimizer, final metrics.
+
+        Everything shown is read as data: a model named by import path is not imported
+        (unless --model names it), and terminal control sequences are removed.
+        """
         from sharpscope.checkpoint import load_checkpoint
         from sharpscope.data import load_data
         from sharpscope.errors import CheckpointError
+        from sharpscope.sanitize import printable
 
         kwargs = parse_json_dict(model_kwargs) or None
         shape = classes = None
@@ -77,11 +84,22 @@ def register(app: typer.Typer) -> None:
         emit_json(json_out, summary)
         if quiet or (json_out is not None and str(json_out) == "-"):
             return
-        opt = ck.optimizer
-        hp = ", ".join(f"{k}={v}" for k, v in (opt.get("hparams") or {}).items())
+        opt = ck.optimizer if isinstance(ck.optimizer, dict) else {}
+        hparams = opt.get("hparams")
+        hp = ", ".join(
+            f"{k}={v}" for k, v in (hparams.items() if isinstance(hparams, dict) else ())
+        )
+        name = str(ck.model.get("name"))
+        unimported = not ck.model_from_caller and ":" in name
+        versions = ck.versions if isinstance(ck.versions, dict) else {}
         lines = [
             f"checkpoint   {checkpoint}" + ("  (plain state dict)" if ck.plain_state_dict else ""),
-            f"model        {ck.model.get('name')} {ck.model.get('kwargs') or ''}".rstrip(),
+            f"model        {name} {ck.model.get('kwargs') or ''}".rstrip()
+            + (
+                "  (a factory named by import path: not imported; pass --model to use it)"
+                if unimported
+                else ""
+            ),
             f"parameters   {summary['parameters']:,}",
             f"data         {ck.data.get('spec')}"
             + (f" (samples={ck.data['samples']})" if ck.data.get("samples") else ""),
@@ -90,8 +108,9 @@ def register(app: typer.Typer) -> None:
             f"seed         {ck.seed}",
             f"epochs       {len(ck.metrics)}",
             f"final        {_format_metrics(ck.final_metrics)}",
-            f"versions     sharpscope {ck.versions.get('sharpscope', '?')}, torch {ck.versions.get('torch', '?')}"
-            if ck.versions
+            f"versions     sharpscope {versions.get('sharpscope', '?')}, torch {versions.get('torch', '?')}"
+            if versions
             else "versions     unknown",
         ]
-        typer.echo("\n".join(lines))
+        # every value shown was read from the file: no escape sequence reaches the terminal
+        typer.echo("\n".join(printable(line) for line in lines))
