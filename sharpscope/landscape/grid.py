@@ -25,6 +25,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -497,6 +498,7 @@ def evaluate_grid(
     for i, a in enumerate(axes):
         if a.size == 0 or not np.isfinite(a).all():
             raise SharpscopeError(f"axis {i} must hold at least one finite coordinate")
+    _check_size(axes)
     own = _tensors_of(model)
     for i, d in enumerate(directions):
         for n, t in d.items():
@@ -603,6 +605,9 @@ def evaluate_grid(
             raise SharpscopeError(
                 "recompute_bn needs method='loop' (running statistics are re-estimated per point)"
             )
+        with probe_mode(model, mode), torch.no_grad():
+            if len(todo) >= _ESTIMATE_FROM and not _quiet_estimate(ctx):
+                _warn_if_long(model, loss_fn, batches, base, len(todo), device, recompute_bn)
         started = time.perf_counter()
         with probe_mode(model, mode), torch.no_grad():
             if chunk_size is None:
@@ -664,6 +669,59 @@ def evaluate_grid(
         if out is not None:
             surface.save(out)
     return surface
+
+
+# result arrays per point: loss, accuracy (float64), done (bool), chunk id (int64), plus
+# the float64 coordinates of the flattened grid
+_BYTES_PER_POINT = 8 + 8 + 1 + 8
+_ESTIMATE_FROM = 64  # points to compute before a time estimate is worth one extra evaluation
+WARN_AFTER_S = 3600.0
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_size(axes: Sequence[np.ndarray]) -> None:
+    """Refuse, before allocating anything, a grid whose result arrays cannot fit in memory."""
+    points = math.prod(len(a) for a in axes)
+    need = points * (_BYTES_PER_POINT + 8 * len(axes))
+    total = _memory_bytes()
+    if total is not None and need > total // 2:
+        raise SharpscopeError(
+            f"a grid of {points:,} points needs about {need / 2**30:.1f} GiB for its result "
+            f"arrays, more than half of this machine's {total / 2**30:.1f} GiB; use fewer points"
+        )
+
+
+def _quiet_estimate(ctx: Any) -> bool:
+    return ctx is not None and not ctx.is_main
+
+
+def _warn_if_long(
+    model: nn.Module,
+    loss_fn: Callable,
+    batches: Sequence[Batch],
+    base: Params,
+    todo: int,
+    device: torch.device,
+    recompute_bn: bool,
+) -> None:
+    """One stderr line when the measured time of one point times the points left is hours."""
+    t0 = time.perf_counter()
+    evaluate_point(model, loss_fn, batches, base)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    per_point = (time.perf_counter() - t0) * (2.0 if recompute_bn else 1.0)
+    total = per_point * todo
+    if total > WARN_AFTER_S:
+        _notice(
+            f"{todo:,} grid points at about {per_point:.3g} s each (measured on {device}) will "
+            f"take about {total / 3600:.1f} h; fewer points or --samples make it shorter"
+        )
 
 
 def _eval_chunk_vmap(
