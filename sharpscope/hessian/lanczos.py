@@ -33,9 +33,15 @@ class EigenResult:
     Attributes:
         eigenvalues: float64 tensor; descending for ``largest`` and ``both`` (the most
             negative last), ascending for ``smallest``.
-        residuals: relative residuals ``||H v - lambda v|| / |lambda|`` of each pair.
-        residual_source: ``"lanczos-relation"`` (``||B_m s_m||``, exact up to rounding
-            with full reorthogonalisation) or ``"products"`` (one fresh product per pair).
+        eigenvalues: Rayleigh quotients ``v^T H v`` of the returned unit vectors.
+        residuals: relative residuals ``||H v - lambda v|| / |lambda|`` of the returned
+            vectors, computed from real products.
+        residual_source: ``"products"`` (from the Lanczos products, ``H Q s``) or
+            ``"fresh-products"`` (``verify=True``: one more block product of the vectors).
+        stopped_on: ``"residual"``, ``"value"`` (Ritz values settled), ``"dimension"``
+            (the basis spans the space), ``"max_products"`` or ``"rounding_floor"``
+            (residuals stopped falling above ``tol``).
+        determinism_checked: whether the operator's determinism check has passed.
         eigenvectors: ``(k, dim)`` flat unit vectors in the operator's parameter order, or None.
         hvp_count: every Hessian-vector product this call made (determinism check included).
         lanczos_products: the products of the Lanczos iteration itself.
@@ -49,7 +55,7 @@ class EigenResult:
     converged: bool
     seconds: float
     tol: float
-    residual_source: str = "lanczos-relation"
+    residual_source: str = "products"
     eigenvectors: torch.Tensor | None = None
     names: list[str] = field(default_factory=list)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -58,6 +64,8 @@ class EigenResult:
     samples: int | None = None
     device: str = "cpu"
     block_size: int = 1
+    stopped_on: str = ""
+    determinism_checked: bool = False
 
     @property
     def ratio(self) -> float | None:
@@ -93,6 +101,8 @@ class EigenResult:
             "hvp_count": self.hvp_count,
             "lanczos_products": self.lanczos_products,
             "converged": self.converged,
+            "stopped_on": self.stopped_on,
+            "determinism_checked": self.determinism_checked,
             "tol": self.tol,
             "seconds": self.seconds,
             "samples": self.samples,
@@ -135,6 +145,46 @@ def _orthonormal_fill(
     return torch.linalg.qr(X)[0]
 
 
+STOPS = ("auto", "residual", "value")
+LOOSE_TOL = 1e-4  # ``stop="auto"``: tolerances at least this loose also stop on the Ritz values
+
+
+def _ensure_checked(op: Any, seed: int) -> bool:
+    """Run the operator's determinism check unless it already passed; True if it ran now."""
+    if getattr(op, "checked", False):
+        return False
+    op.check_determinism(seed=seed)
+    return True
+
+
+def _ritz_pairs(
+    basis: list[torch.Tensor], prods: list[torch.Tensor], S: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ritz vectors ``Y = Q S`` (unit columns) and ``H Y`` from the stored products ``H Q``.
+
+    ``H`` is linear, so ``H (Q S) = (H Q) S`` holds for the products actually computed:
+    the residual ``||H y - lambda y||`` below is that of the returned vector (up to the
+    rounding of the products themselves), not the Lanczos recurrence's estimate of it.
+    Returns ``Y``, ``HY`` (float64), Rayleigh quotients and relative residuals.
+    """
+    dev = basis[0].device
+    St = torch.as_tensor(S, dtype=torch.float64, device=dev)
+    Y = torch.zeros(basis[0].shape[0], S.shape[1], dtype=torch.float64, device=dev)
+    HY = torch.zeros_like(Y)
+    row = 0
+    for Qj, Wj in zip(basis, prods, strict=False):
+        c = Qj.shape[1]
+        Y.addmm_(Qj, St[row : row + c])
+        HY.addmm_(Wj.to(torch.float64), St[row : row + c])
+        row += c
+    norms = torch.linalg.vector_norm(Y, dim=0)
+    Y, HY = Y / norms, HY / norms
+    lam = (Y * HY).sum(0)
+    res = torch.linalg.vector_norm(HY - Y * lam, dim=0)
+    tiny = float(torch.finfo(torch.float64).tiny)
+    return Y, HY, lam.cpu(), (res / lam.abs().clamp_min(tiny)).cpu()
+
+
 def lanczos(
     op: HessianOperator,
     *,
@@ -148,30 +198,53 @@ def lanczos(
     verify: bool = False,
     check: bool = True,
     quiet: bool = True,
+    check_determinism: bool | None = None,
+    stop: str = "auto",
 ) -> EigenResult:
     """Extreme eigenpairs of ``op`` by block Lanczos with full reorthogonalisation.
 
     Each step multiplies a block of ``b`` basis vectors (one pass over the data with
     the forward backend), orthogonalises the result against the whole basis twice,
-    and extends the block tridiagonal matrix ``T``. With ``H Q_m = Q_m T_m + Q_{m+1}
-    B_m E_m^T`` the residual of a Ritz pair ``(theta, Q_m s)`` is ``||B_m s_m||``
-    (``s_m``: last block of ``s``), computed without extra products; the iteration
-    stops when every wanted pair has ``residual / |theta| < tol``.
+    and extends the block tridiagonal matrix ``T``. The basis, the reorthogonalisation
+    and ``T`` are kept in float64 whatever the model's dtype (a float32 basis biases the
+    Ritz values upwards by up to ``1e-5`` relative on ResNet-20), and the raw products
+    ``H Q`` are kept too, so the residual ``||H y - lambda y|| / |lambda|`` of each
+    returned pair is computed from real products (``H (Q s) = (H Q) s``) at no extra
+    product. The recurrence's own residual estimate ``||B_m s_m||`` only says when to
+    look: it is exact in exact arithmetic but falls to ``1e-18`` with float32 products
+    while the true residuals stay near ``1e-6``.
+
+    Stopping (``stop``):
+
+    * ``"residual"``: every wanted pair has a true relative residual below ``tol``.
+    * ``"value"``: that, or every wanted Ritz value changed by less than ``tol``
+      (relative) over the last step, as power iteration (PyHessian) stops. Lanczos
+      converges geometrically, so the eigenvalue error is then well below ``tol``.
+    * ``"auto"`` (default): ``"value"`` when ``tol >= 1e-4``, otherwise ``"residual"``.
+
+    When the true residuals stop decreasing while the estimate is already below ``tol``
+    (the rounding floor of float32 products) the iteration stops, ``converged=False``.
 
     Lanczos, C. (1950). An iteration method for the solution of the eigenvalue problem
     of linear differential and integral operators. Block form: Golub & Underwood (1977).
 
     Args:
         op: the Hessian operator.
-        k: eigenpairs wanted (per end with ``which="both"``).
+        k: eigenpairs wanted (per end with ``which="both"``); more than the operator's
+            dimension is an error.
         which: ``"largest"``, ``"smallest"`` (most negative) or ``"both"``.
-        tol: relative residual tolerance.
+        tol: relative residual tolerance (and Ritz-value tolerance, see ``stop``).
         max_products: stop after this many Lanczos products (default: ``min(dim, max(60, 20 k))``).
         block_size: vectors per block (default: the operator's preferred block).
         seed: seed of the random start block.
         return_vectors: keep the Ritz vectors.
-        verify: recompute each residual from a fresh product (``k`` more products).
-        check: first check that products are deterministic (two products).
+        verify: also recompute each residual from a fresh block product (``k`` more products).
+        check_determinism: first check that two products of the same vector agree
+            (catches Dropout in train mode, random augmentation, reshuffling data). It
+            costs one product (the other is Lanczos' first) and runs once per operator;
+            ``False`` skips it and trusts the data path. ``None``: the value of ``check``.
+        check: older name of ``check_determinism``.
+        stop: ``"auto"``, ``"residual"`` or ``"value"`` (above).
         quiet: no progress bar.
 
     Example:
@@ -188,40 +261,56 @@ def lanczos(
         True
     """
     _check_args(k, which, tol)
-    t0 = time.perf_counter()
-    start_count = op.hvp_count
-    reuse = None
-    if check:
-        op.check_determinism(seed=seed)
-        reuse = getattr(op, "last_check", None)
+    if stop not in STOPS:
+        raise SharpscopeError(f"stop must be auto, residual or value, got {stop!r}")
     n = op.dim
     k_total = 2 * k if which == "both" else k
+    if k_total > n:
+        wanted = f"{k} per end ({k_total} in all)" if which == "both" else f"{k}"
+        raise SharpscopeError(
+            f"top-k {wanted} is larger than the number of selected parameters ({n})"
+        )
+    by_value = stop == "value" or (stop == "auto" and tol >= LOOSE_TOL)
+    do_check = check if check_determinism is None else bool(check_determinism)
+    t0 = time.perf_counter()
+    take = getattr(op, "take_setup_products", None)
+    start_count = op.hvp_count - (take() if take is not None else 0)
+    reuse = None
+    if do_check and _ensure_checked(op, seed):
+        reuse = getattr(op, "last_check", None)
     b = max(1, min(int(block_size or op.preferred_block), n))
     if max_products is None:
         max_products = min(n, max(60, 20 * k_total))
     max_cols = min(n, max(int(max_products), b))
     min_cols = min(n, 2 * k_total + 2)
+    min_cols_value = min(n, k_total + 2)
     gen = torch.Generator().manual_seed(int(seed))
     dev, dt = op.device, op.dtype
+    f64 = torch.float64
     eps = float(torch.finfo(dt).eps)
     first_W: torch.Tensor | None = None
     if reuse is not None and b == 1:
         # start from the determinism check's random vector and reuse its product
         v, hv = reuse
-        norm = torch.linalg.vector_norm(v)
-        Q, first_W = (v / norm).reshape(n, 1), (hv / norm).reshape(n, 1)
+        norm = torch.linalg.vector_norm(v.to(f64))
+        Q = (v.to(f64) / norm).reshape(n, 1)
+        first_W = (hv.to(f64) / norm).reshape(n, 1)
     else:
-        Q = torch.linalg.qr(torch.randn(n, b, generator=gen, dtype=torch.float64).to(dev, dt))[0]
+        Q = torch.linalg.qr(torch.randn(n, b, generator=gen, dtype=f64).to(dev))[0]
     basis: list[torch.Tensor] = [Q]
+    prods: list[torch.Tensor] = []  # raw products H Q, in the operator's dtype
     T = np.zeros((0, 0))
     prev_Q: torch.Tensor | None = None
     prev_B: torch.Tensor | None = None
     products = 0
     evals = np.zeros(0)
     evecs = np.zeros((0, 0))
-    res = np.zeros(0)
     sel = np.zeros(0, dtype=int)
+    prev_vals: np.ndarray | None = None
+    true_hist: list[float] = []
+    ritz: tuple | None = None
     converged = False
+    stopped_on = "max_products"
     bar = None
     from ..distributed import is_main
 
@@ -233,7 +322,13 @@ def lanczos(
         )
     try:
         while True:
-            W, first_W = (op.matmat(Q) if first_W is None else first_W), None
+            if first_W is None:
+                raw = op.matmat(Q.to(dt))
+                prods.append(raw)
+                W = raw.to(f64)
+            else:
+                W, first_W = first_W, None
+                prods.append(W)
             products += Q.shape[1]
             if bar is not None:
                 bar.update(Q.shape[1])
@@ -248,28 +343,50 @@ def lanczos(
             m_prev, bq = T.shape[0], Q.shape[1]
             T_new = np.zeros((m_prev + bq, m_prev + bq))
             T_new[:m_prev, :m_prev] = T
-            T_new[m_prev:, m_prev:] = A.detach().cpu().double().numpy()
+            T_new[m_prev:, m_prev:] = A.detach().cpu().numpy()
             if prev_B is not None:
-                pb = prev_B.detach().cpu().double().numpy()
+                pb = prev_B.detach().cpu().numpy()
                 T_new[m_prev:, m_prev - pb.shape[1] : m_prev] = pb
                 T_new[m_prev - pb.shape[1] : m_prev, m_prev:] = pb.T
             T = T_new
             evals, evecs = np.linalg.eigh(T)
             U, S, Vh = torch.linalg.svd(W, full_matrices=False)
             B = S.unsqueeze(1) * Vh  # W = U @ B
-            Bn = B.detach().cpu().double().numpy()
-            res = np.linalg.norm(Bn @ evecs[-bq:, :], axis=0)
+            Bn = B.detach().cpu().numpy()
+            est = np.linalg.norm(Bn @ evecs[-bq:, :], axis=0)
             sel = _wanted(evals, k, which)
             scale = max(float(np.abs(evals).max()), float(torch.finfo(dt).tiny))
-            rel = res[sel] / np.maximum(np.abs(evals[sel]), 1e3 * eps * scale)
+            rel_est = est[sel] / np.maximum(np.abs(evals[sel]), 1e3 * eps * scale)
             m = T.shape[0]
-            if bar is not None:
-                bar.set_postfix(top=f"{evals[sel[0]]:.5g}", res=f"{rel.max():.1e}")
-            if m >= min_cols and np.all(rel < tol):
-                converged = True
+            vals = evals[sel]
+            value_ok = (
+                by_value
+                and prev_vals is not None
+                and m >= min_cols_value
+                and len(prev_vals) == len(vals)
+                and bool(np.all(np.abs(vals - prev_vals) <= tol * np.abs(vals)))
+            )
+            prev_vals = vals
+            ritz = None
+            if m >= min_cols and np.all(rel_est < tol):
+                ritz = _ritz_pairs(basis, prods, evecs[:, sel])
+                true = ritz[3].numpy()
+                if bar is not None:
+                    bar.set_postfix(top=f"{vals[0]:.5g}", res=f"{true.max():.1e}")
+                if np.all(true < tol):
+                    converged, stopped_on = True, "residual"
+                    break
+                true_hist.append(float(true.max()))
+                if len(true_hist) >= 4 and true_hist[-1] > 0.9 * min(true_hist[:-3]):
+                    stopped_on = "rounding_floor"
+                    break
+            elif bar is not None:
+                bar.set_postfix(top=f"{vals[0]:.5g}", res=f"{rel_est.max():.1e}")
+            if value_ok:
+                converged, stopped_on = True, "value"
                 break
             if m >= max_cols or m >= n:
-                converged = bool(np.all(rel < tol)) or m >= n
+                stopped_on = "dimension" if m >= n else "max_products"
                 break
             nb = min(b, n - m, max_cols - m)
             U, B = U[:, :nb], B[:nb]
@@ -287,27 +404,27 @@ def lanczos(
     finally:
         if bar is not None:
             bar.close()
-    Qall = torch.cat(basis, dim=1)[:, : T.shape[0]]
-    lam = torch.as_tensor(evals[sel], dtype=torch.float64)
-    rel_res = torch.as_tensor(
-        res[sel] / np.maximum(np.abs(evals[sel]), float(torch.finfo(dt).tiny))
-    )
-    vectors = None
-    source = "lanczos-relation"
-    if return_vectors or verify:
-        S_sel = torch.as_tensor(evecs[:, sel], dtype=torch.float64).to(dev, dt)
-        vectors = Qall @ S_sel
-        vectors = vectors / torch.linalg.vector_norm(vectors, dim=0, keepdim=True)
-        if verify:
-            HV = op.matmat(vectors)
-            diff = HV - vectors * lam.to(dev, dt)
-            true = torch.linalg.vector_norm(diff, dim=0).double().cpu()
-            rel_res = true / lam.abs().clamp_min(float(torch.finfo(dt).tiny))
-            source = "products"
+    if ritz is None:
+        ritz = _ritz_pairs(basis, prods, evecs[:, sel])
+    Y, _, lam, rel_res = ritz
+    if stopped_on == "dimension":  # the Krylov space is all of R^n: the pairs are exact
+        converged = True
+    elif stopped_on == "max_products":
+        converged = bool((rel_res < tol).all())
+    # order as the Ritz values (a Rayleigh quotient can swap two near-equal pairs)
+    source = "products"
+    if verify:
+        HV = op.matmat(Y.to(dt)).to(torch.float64)
+        lam = (Y * HV).sum(0).cpu()
+        diff = HV - Y * lam.to(dev)
+        true = torch.linalg.vector_norm(diff, dim=0).cpu()
+        rel_res = true / lam.abs().clamp_min(float(torch.finfo(torch.float64).tiny))
+        source = "fresh-products"
+        if stopped_on != "value":
             converged = bool((rel_res < tol).all())
-        vectors = vectors.T.contiguous() if return_vectors else None
+    vectors = Y.to(dt).T.contiguous() if return_vectors else None
     return EigenResult(
-        eigenvalues=lam,
+        eigenvalues=lam.double(),
         residuals=rel_res.double(),
         which=which,
         hvp_count=op.hvp_count - start_count,
@@ -324,6 +441,8 @@ def lanczos(
         samples=op.num_samples,
         device=str(op.device),
         block_size=b,
+        stopped_on=stopped_on,
+        determinism_checked=bool(getattr(op, "checked", False)),
     )
 
 
@@ -345,11 +464,17 @@ def hessian_eigenvalues(
     verify: bool = False,
     check: bool = True,
     quiet: bool = True,
+    check_determinism: bool | None = None,
+    stop: str = "auto",
+    max_memory: int | str | None = "auto",
 ) -> EigenResult:
     """Top (or bottom) Hessian eigenpairs of the mean loss of ``model`` over ``data``.
 
     Builds a :class:`HessianOperator` and runs :func:`lanczos`; the caller's model is
-    left exactly as it was. Arguments as in both.
+    left exactly as it was. Arguments as in both (``check_determinism=False`` skips the
+    one-product check that products of the same vector agree; ``stop`` and
+    ``max_memory`` as there). ``hvp_count`` includes the products spent timing the
+    backends when ``backend="auto"`` had to time them (the choice is then cached).
 
     Example:
         >>> import torch
@@ -371,6 +496,7 @@ def hessian_eigenvalues(
             mode=mode,
             backend=backend,
             block_size=block_size or 8,
+            max_memory=max_memory,
         )
         return lanczos(
             op,
@@ -384,6 +510,8 @@ def hessian_eigenvalues(
             verify=verify,
             check=check,
             quiet=quiet,
+            check_determinism=check_determinism,
+            stop=stop,
         )
 
 
@@ -399,18 +527,22 @@ def layer_eigenvalues(
 ) -> dict[str, EigenResult]:
     """Eigenpairs of each layer's diagonal Hessian block (parameters grouped by module).
 
+    A layer with fewer parameters than ``k`` gets all its eigenpairs.
+
     Keyword arguments are passed to :func:`hessian_eigenvalues`.
     """
     from ..utils import progress
 
     groups = layer_groups(select_parameters(model, params))
+    per_end = 2 if kwargs.get("which") == "both" else 1
     out = {}
     for layer, names in progress(list(groups.items()), desc="layers", quiet=quiet):
+        size = sum(int(p.numel()) for n, p in model.named_parameters() if n in names)
         out[layer] = hessian_eigenvalues(
             model,
             loss_fn,
             data,
-            k=min(k, sum(int(p.numel()) for n, p in model.named_parameters() if n in names)),
+            k=max(1, min(k, size // per_end)),  # a small layer has fewer eigenpairs than k
             params=names,
             quiet=True,
             **kwargs,

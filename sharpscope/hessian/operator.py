@@ -18,14 +18,22 @@ Two product backends:
   models ``torch.func`` cannot trace. With a single batch the gradient graph is
   kept and reused for every product, as PyHessian does.
 
-``auto`` times a few products of each on the device and keeps the faster
-(cached per device and model shape).
+``auto`` times a few products of each on the device and keeps the faster. The
+products spent timing are counted in ``hvp_count`` (and reported by the first
+estimator that runs on the operator); the choice is cached in the process and in a
+small JSON file (``~/.cache/sharpscope/backend.json``, or ``$SHARPSCOPE_CACHE_DIR``),
+keyed by device, model class, mode, dtype, parameter shapes and batch shape, so later
+calls pay nothing. The file is read as untrusted data: anything malformed is ignored.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,9 +41,9 @@ import torch
 from torch import nn
 
 from .._func import params_dict, probe_mode, select_parameters
-from ..errors import SharpscopeError
+from ..errors import NonFiniteLossError, SharpscopeError
 
-__all__ = ["HessianOperator", "BACKENDS", "clear_backend_cache"]
+__all__ = ["HessianOperator", "BACKENDS", "clear_backend_cache", "backend_cache_path"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 BACKENDS = ("auto", "forward", "double")
@@ -50,9 +58,86 @@ _DROPOUT_TYPES = (
 )
 
 
-def clear_backend_cache() -> None:
-    """Forget the backends ``auto`` chose (they are cached per device and model shape)."""
+_CACHE_VERSION = 1
+_CACHE_MAX_ENTRIES = 256
+_MAX_BLOCK = 1 << 16
+
+
+def backend_cache_path() -> Path:
+    """The JSON file where ``auto`` keeps its backend choices across processes."""
+    root = os.environ.get("SHARPSCOPE_CACHE_DIR")
+    if root:
+        return Path(root) / "backend.json"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sharpscope" / "backend.json"
+
+
+def _read_disk_cache() -> dict[str, dict[str, Any]]:
+    """The valid entries of the cache file; an absent, unreadable or malformed file gives ``{}``."""
+    try:
+        raw = backend_cache_path().read_text(encoding="utf-8")
+        data = json.loads(raw)
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
+        return {}
+    entries = data.get("entries")
+    if not isinstance(entries, dict):
+        return {}
+    return {k: v for k, v in entries.items() if isinstance(k, str) and _valid_entry(v)}
+
+
+def _valid_entry(v: Any) -> bool:
+    return (
+        isinstance(v, dict)
+        and v.get("backend") in ("forward", "double")
+        and type(v.get("block_size")) is int
+        and 1 <= v["block_size"] <= _MAX_BLOCK
+    )
+
+
+def _write_disk_cache(key: str, backend: str, block: int) -> None:
+    """Record one choice (best effort: a read-only or full cache folder is not an error)."""
+    from ..utils import atomic_write_json
+
+    entries = _read_disk_cache()
+    entries.pop(key, None)
+    entries[key] = {"backend": backend, "block_size": int(block)}
+    while len(entries) > _CACHE_MAX_ENTRIES:
+        entries.pop(next(iter(entries)))
+    path = backend_cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"version": _CACHE_VERSION, "entries": entries})
+    except (OSError, SharpscopeError):
+        pass
+
+
+def clear_backend_cache(*, disk: bool = True) -> None:
+    """Forget the backends ``auto`` chose: in this process and (``disk=True``) in the cache file."""
     _BACKEND_CACHE.clear()
+    if disk:
+        try:
+            backend_cache_path().unlink()
+        except OSError:
+            pass
+
+
+def _available_memory(device: torch.device) -> int:
+    """Bytes free for new tensors on ``device`` (CUDA: ``mem_get_info``; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
 
 
 def _is_batch(obj: Any) -> bool:
@@ -86,7 +171,11 @@ class HessianOperator:
         mode: ``"eval"`` (default) or ``"train"`` (batch statistics in BatchNorm, running
             statistics frozen), see :func:`sharpscope._func.probe_mode`.
         backend: ``"auto"``, ``"forward"`` or ``"double"``.
-        block_size: vectors per ``vmap`` pass of the forward backend.
+        block_size: vectors per ``vmap`` pass of the forward backend (at most: see ``max_memory``).
+        max_memory: bytes the vectors of one ``vmap`` pass may use (each vector holds its
+            own activations, tangents and backward buffers); ``"auto"`` (default): half the
+            memory free on the device when the operator is built. The forward backend's
+            block is lowered to fit (:attr:`vmap_block`); ``None``: no limit.
         distributed: ``"auto"`` (default): when a process group of several ranks is
             active (``torchrun``, see :mod:`sharpscope.distributed`) every rank passes
             the same ``data``, keeps every ``world_size``-th batch and each product is
@@ -121,6 +210,7 @@ class HessianOperator:
         backend: str = "auto",
         block_size: int = 8,
         distributed: Any = "auto",
+        max_memory: int | str | None = "auto",
     ) -> None:
         from ..distributed import DistContext, current
 
@@ -134,6 +224,15 @@ class HessianOperator:
         self.loss_fn = loss_fn
         self.mode = mode
         self.block_size = int(block_size)
+        if not (max_memory is None or max_memory == "auto") and (
+            isinstance(max_memory, bool) or not isinstance(max_memory, int) or max_memory < 1
+        ):
+            raise SharpscopeError(
+                f"max_memory must be 'auto', None or a positive number of bytes, got {max_memory!r}"
+            )
+        self.max_memory = max_memory
+        self._vector_bytes: int | None = None
+        self._memory_budget: int | None = None
         if params is None or isinstance(params, str):
             self.names = select_parameters(model, params)
         else:
@@ -179,6 +278,9 @@ class HessianOperator:
                 self._data = _RankShare(data, self.dist.rank, self.dist.world_size)
             self.num_samples = None
         self.hvp_count = 0
+        self.setup_products = 0  # products spent choosing the backend, not yet reported
+        self.checked = False  # whether check_determinism passed on this operator
+        self.last_check: tuple[torch.Tensor, torch.Tensor] | None = None
         self._graph: tuple[list[torch.Tensor], tuple[torch.Tensor, ...]] | None = None
         self._fingerprint: list[torch.Tensor] | None = None
         self._record_fingerprint = False
@@ -198,8 +300,54 @@ class HessianOperator:
     # ------------------------------------------------------------------ basics
     @property
     def preferred_block(self) -> int:
-        """Vectors per pass that make products cheapest: the vmap block, or 1 for double backward."""
-        return self.block_size if self.backend == "forward" else 1
+        """Vectors per pass that make products cheapest: the vmap block, or 1 for double backward.
+
+        Every estimator (Lanczos, trace, density) multiplies blocks of this size through
+        :meth:`matmat`, so all of them pay the same per-product cost.
+        """
+        return self.vmap_block if self.backend == "forward" else 1
+
+    @property
+    def vmap_block(self) -> int:
+        """Vectors per ``vmap`` pass of the forward backend: ``block_size``, lowered to fit ``max_memory``."""
+        if self.block_size <= 1 or self.max_memory is None:
+            return self.block_size
+        if self._memory_budget is None:
+            self._memory_budget = (
+                _available_memory(self.device) // 2
+                if self.max_memory == "auto"
+                else int(self.max_memory)
+            )
+        per = self.vector_bytes()
+        return max(1, min(self.block_size, self._memory_budget // max(per, 1)))
+
+    def vector_bytes(self) -> int:
+        """Estimated bytes one vector of a forward-over-reverse ``vmap`` pass holds.
+
+        Measured once with forward hooks on the largest batch seen first: about four
+        copies of every module output (activations, their tangents, the backward's
+        gradients and its tangents) and of the parameters.
+        """
+        if self._vector_bytes is None:
+            x, y = next(iter(self.batches()))
+            total = [x.numel() * x.element_size()]
+
+            def hook(_m, _i, out):
+                for t in out if isinstance(out, (tuple, list)) else (out,):
+                    if isinstance(t, torch.Tensor):
+                        total.append(t.numel() * t.element_size())
+
+            leaves = [m for m in self.model.modules() if not list(m.children())]
+            handles = [m.register_forward_hook(hook) for m in leaves]
+            try:
+                with torch.no_grad(), probe_mode(self.model, self.mode):
+                    self._loss(self._params, x, y)
+            finally:
+                for h in handles:
+                    h.remove()
+            elem = torch.finfo(self.dtype).bits // 8
+            self._vector_bytes = int(4 * sum(total) + 4 * self.dim * elem)
+        return self._vector_bytes
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -299,11 +447,9 @@ class HessianOperator:
                 if self.backend == "double":
                     hv = self._double_products(self._gradient_graph(x, y), rows, retain=False)
                 else:
+                    vb = self.vmap_block
                     hv = torch.cat(
-                        [
-                            self._forward_products(x, y, rows[i : i + self.block_size])
-                            for i in range(0, k, self.block_size)
-                        ]
+                        [self._forward_products(x, y, rows[i : i + vb]) for i in range(0, k, vb)]
                     )
                 acc.add_(hv, alpha=float(n_b))
         if self._record_fingerprint:
@@ -431,6 +577,8 @@ class HessianOperator:
             second_print = self._fingerprint
         finally:
             self._record_fingerprint = False
+        if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
+            raise NonFiniteLossError(self._nonfinite_cause())
         scale = float(torch.linalg.vector_norm(a)) + float(torch.finfo(self.dtype).tiny)
         diff = float(torch.linalg.vector_norm(a - b)) / scale
         if not np.isfinite(diff) or diff > rtol:
@@ -458,7 +606,49 @@ class HessianOperator:
                 f"Hessian products with the same vector differ by {diff:.3g} (relative): {cause}"
             )
         self.last_check = (v, a)
+        self.checked = True
         return v
+
+    def _nonfinite_cause(self) -> str:
+        """One line saying why a product is not finite: parameters, loss or the product itself."""
+        bad = {n: int((~torch.isfinite(t)).sum()) for n, t in self._params.items()}
+        bad = {n: c for n, c in bad.items() if c}
+        if bad:
+            count = sum(bad.values())
+            names = ", ".join(f"{n} ({c})" for n, c in list(bad.items())[:3])
+            more = f" and {len(bad) - 3} more tensors" if len(bad) > 3 else ""
+            return (
+                f"the loss/Hessian product is not finite ({count} non-finite parameters "
+                f"of {self.dim}: {names}{more}); the checkpoint holds NaN/Inf weights"
+            )
+        bad_inputs = 0
+        with torch.no_grad(), probe_mode(self.model, self.mode):
+            for x, y in self.batches():
+                if x.is_floating_point():
+                    bad_inputs += int((~torch.isfinite(x)).sum())
+                if bad_inputs:
+                    continue
+                loss = self._loss(self._params, x, y)
+                if not bool(torch.isfinite(loss).all()):
+                    return (
+                        f"the loss/Hessian product is not finite (0 non-finite parameters; "
+                        f"the loss is {float(loss.detach().double().mean())} on a batch of {len(y)} "
+                        "samples): check the loss and the labels"
+                    )
+        if bad_inputs:
+            return (
+                f"the loss/Hessian product is not finite (0 non-finite parameters; the data "
+                f"holds {bad_inputs} non-finite input values): clean the data"
+            )
+        return (
+            "the loss/Hessian product is not finite (0 non-finite parameters, finite data "
+            "and loss): the second derivatives overflow; try a float64 model"
+        )
+
+    def take_setup_products(self) -> int:
+        """Products spent choosing the backend that no result has reported yet (then 0)."""
+        n, self.setup_products = self.setup_products, 0
+        return n
 
     # ------------------------------------------------------------------ backend choice
     def _backend_key(self) -> tuple:
@@ -475,14 +665,22 @@ class HessianOperator:
 
     def _choose_backend(self) -> str:
         key = self._backend_key()
+        disk_key = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+        if key not in _BACKEND_CACHE:
+            entry = _read_disk_cache().get(disk_key)
+            if entry is not None:
+                _BACKEND_CACHE[key] = (entry["backend"], entry["block_size"])
         if key in _BACKEND_CACHE:
             backend, self.block_size = _BACKEND_CACHE[key]
             return backend
+        before = self.hvp_count
         self.timings = time_backends(self)
+        self.setup_products += self.hvp_count - before
         choice = min(self.timings, key=self.timings.get)
         if choice == "forward":
             self.block_size = 1
         _BACKEND_CACHE[key] = (choice.split("-")[0], self.block_size)
+        _write_disk_cache(disk_key, *_BACKEND_CACHE[key])
         return _BACKEND_CACHE[key][0]
 
     # ------------------------------------------------------------------ export
@@ -518,6 +716,7 @@ class _RankShare:
 def time_backends(op: HessianOperator, *, max_seconds: float = 0.2) -> dict[str, float]:
     """Seconds per product of each backend, timed on (part of) the first batch.
 
+    Every timed product (on up to 64/256 samples) is added to ``op.hvp_count``.
     Keys: ``double``, ``forward`` (one ``jvp`` per vector) and, on GPUs,
     ``forward-block`` (a ``vmap`` block of ``op.block_size`` vectors, per vector).
     On CPUs vmapped blocks cost more per vector than single products (ANCHORS.md), so
@@ -531,8 +730,9 @@ def time_backends(op: HessianOperator, *, max_seconds: float = 0.2) -> dict[str,
     rows1 = torch.randn(1, op.dim, device=op.device, dtype=op.dtype)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
-    def clock(fn) -> float:
+    def clock(fn, products: int = 1) -> float:
         fn()  # warm-up
+        op.hvp_count += products
         sync()
         times = []
         while len(times) < 3 and sum(times) < max_seconds:
@@ -540,6 +740,7 @@ def time_backends(op: HessianOperator, *, max_seconds: float = 0.2) -> dict[str,
             fn()
             sync()
             times.append(time.perf_counter() - t0)
+            op.hvp_count += products
         return min(times)
 
     with probe_mode(op.model, op.mode):
@@ -556,7 +757,8 @@ def time_backends(op: HessianOperator, *, max_seconds: float = 0.2) -> dict[str,
         except Exception:  # noqa: BLE001 - a model torch.func cannot trace: use double backward
             return {"double": t_double}
         out = {"double": t_double, "forward": t_forward}
-        if cuda and op.block_size > 1 and t_forward < 2.0 * t_double:
-            rows = torch.randn(op.block_size, op.dim, device=op.device, dtype=op.dtype)
-            out["forward-block"] = clock(lambda: op._forward_products(x, y, rows)) / op.block_size
+        vb = op.vmap_block if cuda else 1
+        if vb > 1 and t_forward < 2.0 * t_double:
+            rows = torch.randn(vb, op.dim, device=op.device, dtype=op.dtype)
+            out["forward-block"] = clock(lambda: op._forward_products(x, y, rows), vb) / vb
     return out

@@ -189,3 +189,128 @@ def test_empty_data_and_bad_vectors():
     op = HessianOperator(model, loss_fn, make("mlp")[1], backend="double")
     with pytest.raises(SharpscopeError, match="expected vectors of shape"):
         op.matmat(torch.zeros(3, 2, dtype=torch.float64))
+
+
+def test_auto_backend_choice_is_counted_and_cached_across_processes(tmp_path, monkeypatch):
+    import json
+
+    from sharpscope.hessian import hessian_eigenvalues
+    from sharpscope.hessian.operator import backend_cache_path
+
+    monkeypatch.setenv("SHARPSCOPE_CACHE_DIR", str(tmp_path))
+    clear_backend_cache()
+    model, batches = make("mlp")
+    op = HessianOperator(model, loss_fn, batches, backend="auto")
+    spent = op.setup_products
+    assert spent >= 4 and op.hvp_count == spent  # warm-up + timed products of both backends
+    saved = json.loads(backend_cache_path().read_text())
+    assert saved["version"] == 1 and len(saved["entries"]) == 1
+    # the first result on the operator reports them; the next does not pay again
+    res = hessian_eigenvalues(model, loss_fn, batches, k=1, backend="auto", check=False)
+    assert res.hvp_count == res.lanczos_products  # in-process cache: nothing timed
+    clear_backend_cache(disk=False)  # "another process": only the file remains
+    again = HessianOperator(model, loss_fn, batches, backend="auto")
+    assert again.timings == {} and again.setup_products == 0 and again.backend == op.backend
+    clear_backend_cache(disk=False)
+    from sharpscope.hessian import lanczos
+
+    fresh = HessianOperator(model, loss_fn, [(x, y) for x, y in batches], backend="auto")
+    assert fresh.setup_products == 0
+    # a result on an operator that timed reports the timing products
+    clear_backend_cache()
+    timed = HessianOperator(model, loss_fn, batches, backend="auto")
+    r = lanczos(timed, k=1, check=False)
+    assert r.hvp_count == r.lanczos_products + spent
+    assert lanczos(timed, k=1, check=False).hvp_count == r.lanczos_products  # once only
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json {",
+        "[1, 2]",
+        '{"version": 99, "entries": {}}',
+        '{"version": 1, "entries": "x"}',
+        "BAD_ENTRY",
+    ],
+    ids=["garbage", "list", "version", "entries", "entry"],
+)
+def test_damaged_backend_cache_is_ignored(tmp_path, monkeypatch, content):
+    import json
+
+    from sharpscope.hessian.operator import backend_cache_path
+
+    monkeypatch.setenv("SHARPSCOPE_CACHE_DIR", str(tmp_path))
+    clear_backend_cache()
+    model, batches = make("mlp")
+    HessianOperator(model, loss_fn, batches, backend="auto")
+    path = backend_cache_path()
+    if content == "BAD_ENTRY":
+        key = next(iter(json.loads(path.read_text())["entries"]))
+        bad = {"backend": "os.system", "block_size": -3}
+        content = json.dumps({"version": 1, "entries": {key: bad}})
+    path.write_text(content)
+    clear_backend_cache(disk=False)
+    op = HessianOperator(model, loss_fn, batches, backend="auto")
+    assert op.backend in ("forward", "double") and op.timings  # timed again, not trusted
+    assert json.loads(path.read_text())["version"] == 1  # rewritten valid
+
+
+def test_max_memory_lowers_the_vmap_block():
+    model, batches = make("mlp")
+    op = HessianOperator(model, loss_fn, batches, backend="forward", block_size=8)
+    per = op.vector_bytes()
+    assert per > 0 and op.vmap_block == 8  # ample memory on the test machine
+    small = HessianOperator(
+        model, loss_fn, batches, backend="forward", block_size=8, max_memory=3 * per
+    )
+    assert small.vmap_block == 3 and small.preferred_block == 3
+    seen = []
+    orig = small._forward_products
+
+    def spy(x, y, rows):
+        seen.append(rows.shape[0])
+        return orig(x, y, rows)
+
+    small._forward_products = spy
+    V = torch.randn(small.dim, 8, dtype=torch.float64)
+    torch.testing.assert_close(small.matmat(V), exact("mlp", "eval") @ V)
+    assert max(seen) == 3
+    tiny = HessianOperator(model, loss_fn, batches, backend="forward", block_size=8, max_memory=1)
+    assert tiny.vmap_block == 1
+    with pytest.raises(SharpscopeError, match="max_memory"):
+        HessianOperator(model, loss_fn, batches, backend="forward", max_memory=-5)
+
+
+@pytest.mark.parametrize("backend", ["forward", "double"])
+def test_nonfinite_parameters_are_not_called_nondeterministic(backend):
+    from sharpscope.errors import NonFiniteLossError
+
+    model, batches = make("mlp")
+    with torch.no_grad():
+        model[1].weight[0, :2] = float("nan")
+    op = HessianOperator(model, loss_fn, batches, backend=backend)
+    with pytest.raises(NonFiniteLossError, match=r"not finite \(2 non-finite parameters") as exc:
+        op.check_determinism()
+    assert "deterministic" not in str(exc.value) and "differ" not in str(exc.value)
+
+
+def test_nonfinite_loss_is_named():
+    from sharpscope.errors import NonFiniteLossError
+
+    model, batches = make("mlp")
+    x, y = batches[0]
+    x = x.clone()
+    x[0, 0] = float("inf")
+    op = HessianOperator(model, loss_fn, (x, y), backend="double")
+    with pytest.raises(
+        NonFiniteLossError, match=r"not finite \(0 non-finite .* 1 non-finite input"
+    ):
+        op.check_determinism()
+
+    def nan_loss(out, target):  # a loss that is NaN for finite inputs and parameters
+        return loss_fn(out, target) * torch.tensor(float("nan"), dtype=out.dtype)
+
+    op = HessianOperator(model, nan_loss, batches, backend="double")
+    with pytest.raises(NonFiniteLossError, match=r"not finite \(0 non-finite parameters; the loss"):
+        op.check_determinism()
