@@ -61,15 +61,13 @@ def save_vectors(
 
 def load_vectors(path: str | Path) -> dict[str, Any]:
     """Read a ``sharpscope-vectors`` file (``weights_only=True``); a bad file is a :class:`SharpscopeError`."""
+    from ..checkpoint import safe_torch_load
+
     path = Path(path)
     if not path.is_file():
         raise SharpscopeError(f"no such vectors file: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is one user error
-        raise SharpscopeError(
-            f"{path} is not a readable vectors file: {str(exc).splitlines()[0]}"
-        ) from exc
+    # one sentence of sharpscope's for a refused or broken file, never torch's advice
+    obj = safe_torch_load(path, error=SharpscopeError, what="vectors file")
     if not isinstance(obj, dict) or obj.get("format") != VECTORS_FORMAT:
         raise SharpscopeError(f"{path} is not a sharpscope vectors file")
     if int(obj.get("version", 0)) > 1:
