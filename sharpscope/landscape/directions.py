@@ -19,6 +19,7 @@ own filters). BatchNorm running statistics are buffers and never part of a direc
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -403,6 +404,33 @@ class Trajectory:
 _EPOCH_RX = re.compile(r"^epoch_(\d+)\.pt$")
 
 
+def _missing_epochs(found: list[int], extra: Any) -> list[int]:
+    """Epoch files a run should hold but does not.
+
+    From the run's own record (``final.pt``: ``epochs`` and ``save_every``) when it has
+    one; otherwise the gaps in the regular spacing of the epochs found.
+    """
+    have = set(found)
+    train = extra.get("train") if isinstance(extra, dict) else None
+    epochs = train.get("epochs") if isinstance(train, dict) else None
+    every = train.get("save_every") if isinstance(train, dict) else None
+    if (
+        isinstance(epochs, int)
+        and isinstance(every, int)
+        and not isinstance(epochs, bool)
+        and not isinstance(every, bool)
+        and 0 <= epochs <= 10**6
+        and every >= 0
+    ):
+        expected = [0] + (list(range(every, epochs + 1, every)) if every else [])
+        return [e for e in expected if e not in have]
+    positive = [e for e in found if e > 0]
+    if len(positive) < 2:
+        return []
+    step = math.gcd(*positive)
+    return [e for e in range(positive[0], positive[-1] + 1, step) if e not in have]
+
+
 def load_trajectory(run_dir: str | Path) -> Trajectory:
     """Read ``epoch_XXX.pt`` and ``final.pt`` of a run folder written by ``sharpscope train``."""
     run_dir = Path(run_dir)
@@ -421,6 +449,15 @@ def load_trajectory(run_dir: str | Path) -> Trajectory:
             f"{run_dir} has {len(found)} epoch_XXX.pt checkpoint(s); a trajectory needs at least 2"
         )
     final_ck = load_checkpoint(final_path)
+    missing = _missing_epochs([e for e, _ in found], final_ck.extra)
+    if missing:
+        shown = ", ".join(f"epoch_{e:03d}.pt" for e in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise CheckpointError(
+            f"{run_dir} lacks {shown}{more}: the trajectory would skip "
+            f"{'that epoch' if len(missing) == 1 else 'those epochs'}; restore the file(s) "
+            "or train the run again"
+        )
     names = [n for n, p in final_ck.build_model().named_parameters() if p.requires_grad]
     final = {n: final_ck.state_dict[n].float() for n in names}
     params = []

@@ -216,3 +216,31 @@ def test_directions_object_validates():
         Directions("magic", [{"a": torch.ones(1)}])
     with pytest.raises(SharpscopeError, match="at least 1"):
         random_directions(make_model("mlp", {"hidden": [4]}), count=0)
+
+
+def test_a_missing_epoch_file_is_named(run_folder, cli_runner, cli_app, tmp_path):
+    """A gap in the run's epochs is one error naming the file, never a silently shorter path."""
+    from sharpscope.errors import CheckpointError
+    from sharpscope.landscape.directions import load_trajectory
+
+    assert load_trajectory(run_folder).epochs == [1, 2, 3, 4, 5]
+    (run_folder / "epoch_003.pt").unlink()
+    with pytest.raises(CheckpointError, match=r"lacks epoch_003\.pt"):
+        load_trajectory(run_folder)
+    r = cli_runner.invoke(
+        cli_app,
+        ["trajectory", str(run_folder), "--points", "3", "--out", str(tmp_path / "t"), "--quiet"],
+    )
+    lines = r.output.strip().splitlines()
+    assert r.exit_code != 0 and len(lines) == 1 and "epoch_003.pt" in lines[0], r.output
+
+
+def test_missing_epochs_follow_the_runs_own_record():
+    from sharpscope.landscape.directions import _missing_epochs
+
+    rec = {"train": {"epochs": 10, "save_every": 5}}
+    assert _missing_epochs([0, 5, 10], rec) == []
+    assert _missing_epochs([0, 10], rec) == [5]  # spacing alone could not see this one
+    assert _missing_epochs([5, 10], rec) == [0]
+    assert _missing_epochs([0, 1, 2, 4], {}) == [3]
+    assert _missing_epochs([0, 2, 6], {"train": {"epochs": "x"}}) == [4]
