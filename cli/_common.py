@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional, TypeVar
@@ -14,7 +17,6 @@ from typing import Annotated, Any, NoReturn, Optional, TypeVar
 import typer
 
 from sharpscope.errors import SharpscopeError
-from sharpscope.utils import atomic_write_json, to_jsonable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,10 +45,22 @@ DataOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
+
+
+def _json_callback(value: Path | None) -> Path | None:
+    """Check ``--json FILE`` before the command starts: a folder, /proc or a read-only
+    place is one ``error:`` line naming the user's path, not a failure after the work."""
+    with user_errors():
+        check_outputs(files={"--json": value})
+    return value
+
+
 JsonOpt = Annotated[
     Optional[Path],
     typer.Option(
-        "--json", help="Write the numbers as JSON to this file ('-' for standard output)."
+        "--json",
+        help="Write the numbers as JSON to this file ('-' for standard output).",
+        callback=_json_callback,
     ),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
@@ -81,11 +95,125 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.\d+\.[A-Za-z0-9_]+\.tmp$")
+
+
+def user_path(filename: Any) -> str:
+    """The path to show for ``filename``: an atomic writer's ``.NAME.PID.XXXX.tmp`` is
+    shown as the ``NAME`` the user asked for, never as the temporary file."""
+    text = os.fsdecode(filename) if isinstance(filename, (bytes, os.PathLike)) else str(filename)
+    p = Path(text)
+    m = _TMP_NAME.match(p.name)
+    return str(p.with_name(m.group("name"))) if m else text
+
+
+#: errno -> the cause in plain words (the user's path is added after a colon)
+_ERRNO_REASON = {
+    errno.ENOENT: "no such file or folder",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.EISDIR: "expected a file, found a folder",
+    errno.ENOTDIR: "not a folder (a part of the path is a file)",
+    errno.EEXIST: "already exists",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EMFILE: "too many open files (raise 'ulimit -n')",
+    errno.ENFILE: "too many open files on this system",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ELOOP: "too many levels of symbolic links",
+    errno.EIO: "input/output error (a failing disk or network file system?)",
+    errno.ENOTEMPTY: "folder not empty",
+    errno.EXDEV: "cannot move across file systems",
+    errno.EFBIG: "file too large for this file system",
+    errno.ETXTBSY: "file busy",
+    errno.EBUSY: "device or resource busy",
+}
+
+
+def errno_reason(exc: OSError) -> str:
+    """The cause of an ``OSError`` in plain words, without any path."""
+    reason = _ERRNO_REASON.get(exc.errno) if exc.errno is not None else None
+    if reason is None:
+        reason = (exc.strerror or str(exc) or type(exc).__name__).rstrip(".")
+        reason = reason[:1].lower() + reason[1:]
+    return reason
+
+
+def os_error_message(exc: OSError, path: Any = None) -> str:
+    """One plain sentence for an ``OSError``: the cause by ``errno`` and the user's path."""
+    where = path if path is not None else exc.filename
+    shown = user_path(where) if where is not None else None
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{errno_reason(exc)} while writing {shown}" if shown else errno_reason(exc)
+    if shown is None:
+        return f"system error: {errno_reason(exc)}"
+    return f"{errno_reason(exc)}: {shown}"
+
+
+def _file_in_traceback(exc: BaseException) -> str | None:
+    """The innermost ``path``/``filename``/``file`` local of the failing frames, if any."""
+    tb, found = exc.__traceback__, None
+    while tb is not None:
+        for name in ("path", "filename", "file", "fname"):
+            value = tb.tb_frame.f_locals.get(name)
+            if isinstance(value, (str, os.PathLike)) and str(value):
+                found = user_path(value)
+                break
+        tb = tb.tb_next
+    return found
+
+
+_SHAPE_WORDS = (
+    "shape",
+    "size mismatch",
+    "sizes of tensors",
+    "must match the size",
+    "mat1 and mat2",
+    "expected input",
+    "input channels",
+    "channels, but got",
+    "dimension",
+    "out of bounds",
+    "target",
+)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A plain sentence for an exception that is not a :class:`SharpscopeError`."""
+    name = type(exc).__name__
+    first = " ".join((str(exc).strip().splitlines() or [""])[0].split())
+    if isinstance(exc, OSError):
+        return os_error_message(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory: lower --batch-size or --samples, or use a smaller model"
+    if "OutOfMemoryError" in name or "out of memory" in first.lower():
+        return "out of GPU memory: lower --batch-size or --samples"
+    if isinstance(exc, RecursionError):
+        return (
+            "the input is nested too deeply to process (maximum recursion depth exceeded); "
+            "check the file or the model definition"
+        )
+    if isinstance(exc, UnicodeDecodeError):
+        where = _file_in_traceback(exc)
+        what = f"{where} is" if where else "a file that should be text is"
+        return f"{what} not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+    if isinstance(exc, RuntimeError) and any(w in first.lower() for w in _SHAPE_WORDS):
+        return f"the model cannot take this data: {first}"
+    return (
+        f"internal error in sharpscope ({name}: {first}); "
+        "please report it with SHARPSCOPE_DEBUG=1 output"
+    )
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn library exceptions into one-line messages and non-zero exits.
 
-    ``SHARPSCOPE_DEBUG=1`` re-raises unexpected exceptions with their traceback.
+    Never "unexpected X": operating-system errors name their cause and the user's path,
+    memory, recursion, text-decoding and shape errors get plain sentences, and anything
+    else is an "internal error" to report. ``SHARPSCOPE_DEBUG=1`` re-raises everything
+    that is not a :class:`SharpscopeError`, with its traceback.
     """
     try:
         yield
@@ -99,20 +227,10 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
     except SharpscopeError as exc:
         fail(str(exc))
-    except FileNotFoundError as exc:
-        fail(f"no such file: {exc.filename or exc}")
-    except PermissionError as exc:
-        fail(f"permission denied: {exc.filename or exc}")
-    except IsADirectoryError as exc:
-        fail(f"expected a file, found a folder: {exc.filename or exc}")
     except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked
         if os.environ.get("SHARPSCOPE_DEBUG"):
             raise
-        name = type(exc).__name__
-        if "OutOfMemoryError" in name:
-            fail("out of GPU memory: lower --batch-size or --samples")
-        first = (str(exc).strip().splitlines() or [""])[0]
-        fail(f"unexpected {name}: {first} (set SHARPSCOPE_DEBUG=1 for the traceback)")
+        fail(describe_error(exc))
 
 
 def handles_errors(fn: F) -> F:
@@ -148,10 +266,87 @@ def emit_json(path: Path | None, obj: Any) -> None:
 
     if path is None or not is_main():  # distributed runs: rank 0 reports
         return
+    from sharpscope.utils import atomic_write_json, to_jsonable
+
     if str(path) == "-":
         sys.stdout.write(json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n")
         return
     atomic_write_json(path, obj)
+
+
+def _nearest_existing(folder: Path) -> Path:
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def _try_create_in(folder: Path, name: str) -> OSError | None:
+    """Create and delete a temporary file in ``folder`` (named like the atomic writers'
+    ``.NAME.PID.XXXX.tmp``): the only test of writability that root, read-only mounts
+    and ``/proc`` cannot fool."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    return None
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Fail before any work when ``path`` (a file an option names) cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise SharpscopeError(f"{option} {path} is a folder; give a file name")
+    folder = _nearest_existing(path.parent if str(path.parent) else Path("."))
+    if not folder.is_dir():
+        raise SharpscopeError(f"cannot write {option} {path}: {folder} is a file, not a folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise SharpscopeError(f"cannot write {option} {path}: permission denied")
+    exc = _try_create_in(folder, path.name)
+    if exc is not None:
+        raise SharpscopeError(
+            f"cannot write {option} {path}: cannot create files in {folder} ({errno_reason(exc)})"
+        )
+
+
+def check_output_folder(path: Path, option: str) -> None:
+    """Fail before any work when ``path`` (a folder an option names) cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SharpscopeError(f"{option} {path} is a file; give a folder")
+    folder = _nearest_existing(path)
+    if not folder.is_dir():
+        raise SharpscopeError(f"cannot write {option} {path}: {folder} is a file, not a folder")
+    exc = _try_create_in(folder, "sharpscope-check")
+    if exc is not None:
+        raise SharpscopeError(
+            f"cannot write {option} {path}: cannot create files in {folder} ({errno_reason(exc)})"
+        )
+
+
+def check_outputs(
+    *,
+    files: dict[str, Path | None] | None = None,
+    folders: dict[str, Path | None] | None = None,
+) -> None:
+    """Check every output of a command before it starts any work.
+
+    ``files`` and ``folders`` map an option name to the path the user gave (``None`` and
+    ``-`` for standard output are skipped), e.g.
+    ``check_outputs(files={"--json": json_out, "--plot": plot}, folders={"--out": out})``.
+    Raises :class:`SharpscopeError` naming the option and the user's path: a folder where a
+    file is expected (or the reverse), a parent that is a file, a place where nothing can
+    be created (permissions, read-only file system, ``/proc``).
+    """
+    for option, path in (files or {}).items():
+        if path is not None and str(path) != "-":
+            check_output_file(Path(path), option)
+    for option, path in (folders or {}).items():
+        if path is not None:
+            check_output_folder(Path(path), option)
 
 
 def load_cli_problem(
