@@ -17,6 +17,7 @@ from ._common import (
     ModeOpt,
     QuietOpt,
     SeedOpt,
+    check_outputs,
     distributed_setup,
     emit_json,
     handles_errors,
@@ -55,7 +56,9 @@ BackendOpt = Annotated[
 PlotOpt = Annotated[
     Optional[Path],
     typer.Option(
-        "--plot", help="Figure file (.png/.pdf). Run folders: default RUN/probes/<command>.png."
+        "--plot",
+        help="Figure file (.png/.pdf/.svg): eigen, one checkpoint: a stem plot of its "
+        "eigenvalues; run folders: the value over training (default RUN/probes/<command>.png).",
     ),
 ]
 CompareOpt = Annotated[
@@ -131,6 +134,7 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """Top (or bottom) Hessian eigenvalues by Lanczos, with residuals and the product count."""
+        check_outputs(files={"--save-vectors": save_vectors, "--plot": plot})
         device, quiet = distributed_setup(device, quiet)
         from sharpscope.hessian.probe import probe_eigen
 
@@ -184,6 +188,8 @@ def register(app: typer.Typer) -> None:
             )
         if out.get("vectors_file"):
             lines.append(f"eigenvectors saved to {out['vectors_file']}")
+        if out.get("plot"):
+            lines.append(f"plot: {out['plot']}")
         typer.echo("\n".join(lines))
 
     @app.command("trace")
@@ -213,6 +219,7 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """Hessian trace (with standard error) and tr(H^2) by Hutchinson or Hutch++."""
+        check_outputs(files={"--plot": plot})
         device, quiet = distributed_setup(device, quiet)
         from sharpscope.hessian.probe import probe_trace
 
@@ -290,6 +297,7 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         """Hessian eigenvalue density by stochastic Lanczos quadrature (Ghorbani et al. 2019)."""
+        check_outputs(files={"--plot": plot, "--html": html})
         device, quiet = distributed_setup(device, quiet)
         from sharpscope.hessian.probe import probe_esd
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..utils import _replace_on_success, atomic_write_text
 from .density import DensityResult
 
-__all__ = ["plot_density", "density_html", "plot_over_training", "save_figure"]
+__all__ = ["plot_density", "density_html", "plot_over_training", "plot_spectrum", "save_figure"]
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:
@@ -106,6 +106,53 @@ def plot_over_training(
     ax.set_ylabel("value")
     ax.set_title(title)
     ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_spectrum(
+    eigenvalues: Sequence[float] | Any,
+    path: str | Path | None = None,
+    *,
+    residuals: Sequence[float] | Any | None = None,
+    title: str = "Top Hessian eigenvalues",
+):
+    """Stem plot of a checkpoint's Lanczos eigenvalues (by rank, largest first); return the figure.
+
+    Negative eigenvalues (``--which smallest|both``) are drawn below the zero line in
+    another colour; with ``residuals`` each stem is labelled with its relative residual.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    values = np.asarray([float(v) for v in eigenvalues], dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("plot_spectrum needs at least one eigenvalue")
+    order = np.argsort(-values, kind="stable")
+    values = values[order]
+    ranks = np.arange(1, values.size + 1)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    pos = values >= 0
+    for mask, colour, label in ((pos, "C0", "eigenvalue >= 0"), (~pos, "C3", "eigenvalue < 0")):
+        if mask.any():
+            stems = ax.stem(ranks[mask], values[mask], linefmt=colour, markerfmt=f"{colour}o")
+            stems.set_label(label)
+    ax.axhline(0.0, color="0.5", linewidth=0.8)
+    if residuals is not None:
+        res = np.asarray([float(r) for r in residuals], dtype=np.float64)[order]
+        for r, v, e in zip(ranks, values, res, strict=False):
+            ax.annotate(f"{e:.0e}", (r, v), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize=7, color="0.35")  # fmt: skip
+    ax.set_xticks(ranks)
+    ax.set_xlabel("rank (Lanczos, largest first)")
+    ax.set_ylabel("Hessian eigenvalue")
+    ax.set_title(title)
+    if (~pos).any():
+        ax.legend()
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)

@@ -11,12 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import SharpscopeError
+from ..cache import cache_notice, is_int, is_number, load_cache_json
+from ..errors import CheckpointError, NonFiniteLossError, SharpscopeError
 from .lanczos import _check_args, hessian_eigenvalues, layer_eigenvalues
 from .over_training import probe_over_training, problem_batches
 from .trace import TRACE_METHODS, hessian_trace
 
-__all__ = ["probe_eigen", "probe_trace", "probe_esd"]
+__all__ = ["probe_eigen", "probe_trace", "probe_esd", "check_probe_cache", "check_finite_problem"]
+
+_FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def _check_common(*, mode: str, backend: str, samples: int | None, batch_size: int) -> None:
@@ -42,12 +45,114 @@ def _load(
     return load_problem(path, model=model, model_kwargs=model_kwargs, data=data, device=device)
 
 
+def _check_plot_path(plot: Any) -> None:
+    if plot is not None and Path(plot).suffix.lower() not in _FIGURE_SUFFIXES:
+        raise SharpscopeError(f"--plot must end in .png, .pdf or .svg, got {plot}")
+
+
+def check_probe_cache(what: str) -> Any:
+    """The schema check of ``RUN/probes/<what>.json`` for :func:`sharpscope.cache.load_cache_json`.
+
+    Checks the type of every field that the run-folder probes, their table and their plot
+    use: ``settings`` an object; ``epochs`` an object of ``"<epoch>": record``; each record
+    with ``epoch`` (an int equal to its key), ``file`` (a string), ``lr`` (a number or
+    null) and ``eigenvalues`` (a non-empty list of numbers) or ``trace`` (a number).
+    """
+
+    def check(obj: dict[str, Any]) -> str | None:
+        if not isinstance(obj.get("settings"), dict):
+            return "settings is not an object"
+        epochs = obj.get("epochs")
+        if not isinstance(epochs, dict):
+            return "epochs is not an object"
+        for key, rec in epochs.items():
+            where = f"epochs[{key[:20]!r}]"
+            if not (key.isascii() and key.isdigit() and len(key) <= 9):
+                return f"{where}: the key is not an epoch number"
+            if not isinstance(rec, dict):
+                return f"{where} is a {type(rec).__name__}, not an object"
+            if not is_int(rec.get("epoch")) or rec["epoch"] != int(key):
+                return f"{where}.epoch is not {int(key)}"
+            if not isinstance(rec.get("file"), str):
+                return f"{where}.file is not a string"
+            if rec.get("lr") is not None and not is_number(rec["lr"]):
+                return f"{where}.lr is not a number"
+            if what == "eigen":
+                eigs = rec.get("eigenvalues")
+                if not isinstance(eigs, list) or not eigs or not all(map(is_number, eigs)):
+                    return f"{where}.eigenvalues is not a list of numbers"
+            elif not is_number(rec.get("trace")):
+                return f"{where}.trace is not a number"
+        return None
+
+    return check
+
+
 def _run_folder(
     path: Path, what: str, settings: dict[str, Any], *, plot: Any, **load: Any
 ) -> dict[str, Any]:
-    """Probe every epoch checkpoint of a run folder (cached in ``RUN/probes/``)."""
+    """Probe every epoch checkpoint of a run folder (cached in ``RUN/probes/``).
+
+    Holds the lock of ``RUN/probes`` for the whole probe, so that two commands never
+    write the same cache (the second gets one error naming the first). A damaged cache
+    gets one notice and is removed under the lock: it is a miss and is recomputed.
+    """
+    from ..distributed import is_main
+    from ..utils import folder_lock
+
+    _check_plot_path(plot)
     plot = plot if plot is not None else path / "probes" / f"{what}.png"
-    return probe_over_training(path, what=what, settings=settings, plot=plot, **load)
+    if not path.is_dir():
+        raise SharpscopeError(f"no such run folder: {path}")
+    with folder_lock(path / "probes", command=f"sharpscope {what} {path}"):
+        cache_path = path / "probes" / f"{what}.json"
+        if is_main():
+            _, reason = load_cache_json(cache_path, check_probe_cache(what))
+            if reason is not None:
+                cache_notice(cache_path, reason)
+                cache_path.unlink()
+        return probe_over_training(path, what=what, settings=settings, plot=plot, **load)
+
+
+def check_finite_problem(
+    problem: Any, path: Path, batches: Any = None, *, mode: str = "eval"
+) -> None:
+    """Refuse, before any Hessian work, a model whose weights or loss are not finite.
+
+    A NaN or infinite parameter (or buffer, e.g. a BatchNorm running mean) makes every
+    Hessian-vector product NaN, which later checks would misreport (as non-determinism,
+    or as a failure to converge). ``batches``: also evaluate the loss at the centre (one
+    forward pass, no gradients; skipped in a distributed run, where ranks see other data).
+    """
+    import torch
+
+    from .._func import probe_mode
+    from ..distributed import current
+
+    count, first = 0, None
+    for name, tensor in problem.model.state_dict().items():
+        if torch.is_tensor(tensor) and (tensor.is_floating_point() or tensor.is_complex()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad and first is None:
+                first = name
+            count += bad
+    if count:
+        raise CheckpointError(
+            f"{path} has {count} non-finite parameter value{'s' if count != 1 else ''} "
+            f"(first: {first}): its Hessian is undefined; probe an earlier checkpoint "
+            "(the training probably diverged)"
+        )
+    if batches is None or current() is not None:
+        return
+    with torch.no_grad(), probe_mode(problem.model, mode):
+        for i, (x, y) in enumerate(batches):
+            loss = problem.loss_fn(problem.model(x), y)
+            if not bool(torch.isfinite(loss).all()):
+                raise NonFiniteLossError(
+                    f"the loss of {path} at its own weights is {float(loss.sum())} on batch "
+                    f"{i} of the probe data ({mode} mode): its Hessian is undefined; check "
+                    "the data for NaN/inf values"
+                )
 
 
 def probe_eigen(
@@ -77,6 +182,7 @@ def probe_eigen(
     """Top/bottom Hessian eigenvalues of a checkpoint (or of every epoch of a run folder)."""
     _check_args(k, which, tol)
     _check_common(mode=mode, backend=backend, samples=samples, batch_size=batch_size)
+    _check_plot_path(plot)
     path = Path(path)
     if path.is_dir():
         if save_vectors_to is not None or per_layer or compare_pyhessian:
@@ -104,6 +210,7 @@ def probe_eigen(
     batches = problem_batches(
         problem, samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed
     )
+    check_finite_problem(problem, path, batches, mode=mode)
     kw = dict(
         which=which, mode=mode, tol=tol, max_products=max_products, backend=backend, seed=seed
     )
@@ -144,6 +251,22 @@ def probe_eigen(
             **ph,
             "note": "power iteration with deflation, eval mode, largest eigenvalues",
         }
+    if plot is not None:
+        from ..distributed import is_main
+        from .plots import plot_spectrum
+
+        if is_main():  # distributed runs: rank 0 writes the figure
+            import matplotlib.pyplot as plt
+
+            plt.close(
+                plot_spectrum(
+                    res.eigenvalues,
+                    plot,
+                    residuals=res.residuals,
+                    title=f"Top Hessian eigenvalues ({path.name}, {res.samples} samples)",
+                )
+            )
+        out["plot"] = str(plot)
     return out
 
 
@@ -176,6 +299,11 @@ def probe_trace(
         )
     _check_common(mode=mode, backend=backend, samples=samples, batch_size=batch_size)
     path = Path(path)
+    if plot is not None and not path.is_dir():
+        raise SharpscopeError(
+            f"--plot draws the trace over training and needs a run folder; {path} is one "
+            "checkpoint, whose trace is one number (use 'sharpscope esd --plot' for its spectrum)"
+        )
     if path.is_dir():
         if compare_pyhessian:
             raise SharpscopeError(
@@ -200,6 +328,7 @@ def probe_trace(
     batches = problem_batches(
         problem, samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed
     )
+    check_finite_problem(problem, path, batches, mode=mode)
     res = hessian_trace(
         problem.model,
         problem.loss_fn,
@@ -254,14 +383,14 @@ def probe_esd(
         )
     if sigma is not None and not sigma > 0:
         raise SharpscopeError(f"--sigma must be positive, got {sigma}")
-    if plot is not None and Path(plot).suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise SharpscopeError(f"--plot must end in .png, .pdf or .svg, got {plot}")
+    _check_plot_path(plot)
     _check_common(mode=mode, backend=backend, samples=samples, batch_size=batch_size)
     t0 = time.perf_counter()
     problem = _load(Path(path), model=model, model_kwargs=model_kwargs, data=data, device=device)
     batches = problem_batches(
         problem, samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed
     )
+    check_finite_problem(problem, Path(path), batches, mode=mode)
     res = spectral_density(
         problem.model,
         problem.loss_fn,
