@@ -4,7 +4,7 @@ Public API::
 
     HessianOperator                      # H @ v, H @ V, export to scipy
     lanczos, hessian_eigenvalues, layer_eigenvalues, EigenResult
-    hutchinson_trace, hutchpp_trace, hessian_trace, TraceResult
+    hutchinson_trace, hutchpp_trace, xtrace, hessian_trace, TraceResult
     slq_density, spectral_density, DensityResult
     save_vectors, load_vectors
     probe_over_training
@@ -16,7 +16,7 @@ from .density import DensityResult, broaden, slq_density, spectral_density
 from .lanczos import EigenResult, hessian_eigenvalues, lanczos, layer_eigenvalues
 from .operator import BACKENDS, HessianOperator, clear_backend_cache
 from .over_training import probe_over_training, run_checkpoints
-from .trace import TraceResult, hessian_trace, hutchinson_trace, hutchpp_trace
+from .trace import TraceResult, hessian_trace, hutchinson_trace, hutchpp_trace, xtrace
 from .vectors import load_vectors, save_vectors
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "TraceResult",
     "hutchinson_trace",
     "hutchpp_trace",
+    "xtrace",
     "hessian_trace",
     # density
     "DensityResult",

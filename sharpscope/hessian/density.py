@@ -127,9 +127,9 @@ def slq_density(
     if int(iters) < 2:
         raise SharpscopeError(f"iters must be at least 2, got {iters}")
     t0 = time.perf_counter()
-    start = op.hvp_count
-    if check:
-        op.check_determinism(seed=seed)
+    from .trace._common import begin, products
+
+    start = begin(op, check=check, seed=seed)  # the check runs once per operator
     m = min(int(iters), op.dim)
     r = int(runs)
     gen = torch.Generator().manual_seed(int(seed))
@@ -153,7 +153,7 @@ def slq_density(
     try:
         # All runs advance together: one pass over the data serves the r products of a step.
         for j in range(m):
-            W = op.matmat(V)
+            W = products(op, V)  # the block size Lanczos uses
             if bar is not None:
                 bar.update(1)
             a = (W * V).sum(0).double().cpu().numpy()

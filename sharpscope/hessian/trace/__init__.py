@@ -1,4 +1,4 @@
-"""Stochastic trace estimators of the Hessian: Hutchinson and Hutch++."""
+"""Stochastic trace estimators of the Hessian: Hutchinson, Hutch++ and XTrace."""
 
 from __future__ import annotations
 
@@ -11,12 +11,20 @@ from ..._func import preserved
 from ...errors import SharpscopeError
 from ..operator import Batch, HessianOperator
 from ._common import TraceResult
+from .epperly2024xtrace import xtrace
 from .hutchinson import hutchinson_trace
 from .meyer2020hutch import hutchpp_trace
 
-__all__ = ["TraceResult", "hutchinson_trace", "hutchpp_trace", "hessian_trace", "TRACE_METHODS"]
+__all__ = [
+    "TraceResult",
+    "hutchinson_trace",
+    "hutchpp_trace",
+    "xtrace",
+    "hessian_trace",
+    "TRACE_METHODS",
+]
 
-TRACE_METHODS = ("hutchinson", "hutchpp")
+TRACE_METHODS = ("hutchinson", "hutchpp", "xtrace")
 
 
 def hessian_trace(
@@ -33,15 +41,24 @@ def hessian_trace(
     seed: int = 0,
     check: bool = True,
     quiet: bool = True,
+    check_determinism: bool | None = None,
+    max_memory: int | str | None = "auto",
 ) -> TraceResult:
     """``tr(H)`` (with standard error) and ``tr(H^2)`` of the mean loss of ``model`` over ``data``.
 
-    ``method`` is ``"hutchinson"`` (:func:`hutchinson_trace`) or ``"hutchpp"``
-    (:func:`hutchpp_trace`); ``probes`` counts Hessian-vector products. The caller's
-    model is left exactly as it was.
+    ``method`` is ``"hutchinson"`` (:func:`hutchinson_trace`), ``"hutchpp"``
+    (:func:`hutchpp_trace`) or ``"xtrace"`` (:func:`xtrace`); ``probes`` counts
+    Hessian-vector products. ``check_determinism=False`` (or ``check=False``) skips the
+    two-product check that products of the same vector agree. ``hvp_count`` includes
+    the products spent timing the backends when ``backend="auto"`` had to time them.
+    The caller's model is left exactly as it was.
     """
     if method not in TRACE_METHODS:
-        raise SharpscopeError(f"unknown trace method {method!r}: choose hutchinson or hutchpp")
+        raise SharpscopeError(
+            f"unknown trace method {method!r}: choose hutchinson, hutchpp or xtrace"
+        )
+    if check_determinism is not None:
+        check = bool(check_determinism)
     with preserved(model):
         op = HessianOperator(
             model,
@@ -51,9 +68,12 @@ def hessian_trace(
             mode=mode,
             backend=backend,
             block_size=block_size or 8,
+            max_memory=max_memory,
         )
         if method == "hutchinson":
             return hutchinson_trace(
                 op, probes=probes, block_size=block_size, seed=seed, check=check, quiet=quiet
             )
+        if method == "xtrace":
+            return xtrace(op, probes=probes, seed=seed, check=check, quiet=quiet)
         return hutchpp_trace(op, probes=probes, seed=seed, check=check, quiet=quiet)

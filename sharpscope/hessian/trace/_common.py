@@ -77,3 +77,25 @@ def mean_stderr(values: torch.Tensor) -> tuple[float, float]:
 def check_probes(probes: int, minimum: int = 1) -> None:
     if int(probes) < minimum:
         raise SharpscopeError(f"probes must be at least {minimum}, got {probes}")
+
+
+def products(op: HessianOperator, V: torch.Tensor) -> torch.Tensor:
+    """``H @ V`` through :meth:`HessianOperator.matmat`, in blocks of ``op.preferred_block``.
+
+    Every estimator multiplies through this one routine with the block size Lanczos
+    uses, so a trace product costs what a Lanczos product costs.
+    """
+    b = max(1, int(getattr(op, "preferred_block", 1)))
+    if V.shape[1] <= b:
+        return op.matmat(V)
+    return torch.cat([op.matmat(V[:, i : i + b]) for i in range(0, V.shape[1], b)], dim=1)
+
+
+def begin(op: HessianOperator, *, check: bool, seed: int) -> int:
+    """Start an estimate: the ``hvp_count`` to subtract (so that products spent choosing
+    the backend are reported once), after the determinism check if asked and not yet passed."""
+    take = getattr(op, "take_setup_products", None)
+    start = op.hvp_count - (take() if take is not None else 0)
+    if check and not getattr(op, "checked", False):
+        op.check_determinism(seed=seed)
+    return start

@@ -8,7 +8,7 @@ import torch
 
 from ...utils import progress
 from ..operator import HessianOperator
-from ._common import TraceResult, check_probes, mean_stderr, rademacher
+from ._common import TraceResult, begin, check_probes, mean_stderr, rademacher
 
 __all__ = ["hutchinson_trace"]
 
@@ -31,7 +31,8 @@ def hutchinson_trace(
 
     Hutchinson, M. F. (1989). A stochastic estimator of the trace of the influence
     matrix for Laplacian smoothing splines. The standard errors come from the spread of
-    the ``probes`` values.
+    the ``probes`` values. ``check``: run the operator's determinism check first
+    (once per operator; ``False`` skips it).
 
     Example:
         >>> import torch
@@ -48,11 +49,9 @@ def hutchinson_trace(
     """
     check_probes(probes, 2)
     t0 = time.perf_counter()
-    start = op.hvp_count
-    if check:
-        op.check_determinism(seed=seed)
+    start = begin(op, check=check, seed=seed)
     gen = torch.Generator().manual_seed(int(seed))
-    b = int(block_size or op.preferred_block)
+    b = int(block_size or op.preferred_block)  # the block Lanczos uses (same matmat)
     quad, sq = [], []
     steps = range(0, int(probes), b)
     for i in progress(steps, desc="Hutchinson", total=len(steps), quiet=quiet, unit="block"):

@@ -7,7 +7,7 @@ import time
 import torch
 
 from ..operator import HessianOperator
-from ._common import TraceResult, check_probes, mean_stderr, rademacher
+from ._common import TraceResult, begin, check_probes, mean_stderr, products, rademacher
 
 __all__ = ["hutchpp_trace"]
 
@@ -49,22 +49,20 @@ def hutchpp_trace(
     """
     check_probes(probes, 3)
     t0 = time.perf_counter()
-    start = op.hvp_count
-    if check:
-        op.check_determinism(seed=seed)
+    start = begin(op, check=check, seed=seed)
     gen = torch.Generator().manual_seed(int(seed))
     third = int(probes) // 3
     n_sketch = min(third, op.dim)
     n_rest = int(probes) - 2 * n_sketch
     S = rademacher(op, n_sketch, gen)
-    HS = op.matmat(S)
+    HS = products(op, S)
     sq = (HS * HS).sum(0)
     Q = torch.linalg.qr(HS)[0]
-    HQ = op.matmat(Q)
+    HQ = products(op, Q)
     exact_part = float((Q * HQ).sum().double())
     G = rademacher(op, n_rest, gen)
     G = G - Q @ (Q.T @ G)
-    HG = op.matmat(G)
+    HG = products(op, G)
     quad = (G * HG).sum(0)
     rest, se = mean_stderr(quad) if n_rest > 1 else (float(quad.double().sum()), float("nan"))
     tr2, se2 = mean_stderr(sq) if n_sketch > 1 else (float(sq.double().sum()), float("nan"))
