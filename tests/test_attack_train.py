@@ -386,7 +386,7 @@ def _kill_and_resume(out: Path, reference: Path, wait_for: str, sig: int, delay:
     p.communicate(timeout=60)
     if p.returncode == 0:  # finished before the signal landed: nothing to resume
         assert (out / "final.pt").exists()
-    else:
+    elif not (out / "final.pt").exists():  # final.pt is the run's last write
         r = _train_proc(out, "--resume")
         _, err = r.communicate(timeout=300)
         assert r.returncode == 0, err
@@ -412,6 +412,8 @@ def test_kill_at_random_moments_then_resume_is_bit_identical(tmp_path, reference
 
     rng = random.Random(11)
     for i in range(12):
-        wait_for = rng.choice(["epoch_000.pt", "epoch_001.pt", "epoch_002.pt", "last.pt", "metrics.jsonl"])
+        wait_for = rng.choice(
+            ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt", "last.pt", "metrics.jsonl"]
+        )
         sig = rng.choice([signal.SIGKILL, signal.SIGINT])
         _kill_and_resume(tmp_path / f"run{i}", reference_run, wait_for, sig, rng.random() * 0.3)
