@@ -144,6 +144,14 @@ def register(app: typer.Typer) -> None:
         ] = None,
         force: ForceOpt = False,
         recompute_bn: RecomputeBnOpt = False,
+        chunk_size: Annotated[
+            Optional[int],
+            typer.Option(
+                "--chunk-size",
+                help="Grid points per saved chunk (default: from memory for vmap, about 5% "
+                "of the grid for the loop).",
+            ),
+        ] = None,
         model: ModelOpt = None,
         model_kwargs: ModelKwargsOpt = None,
         data: DataOpt = None,
@@ -188,6 +196,7 @@ def register(app: typer.Typer) -> None:
             quiet=quiet,
             force=force,
             recompute_bn=recompute_bn,
+            chunk_size=chunk_size,
         )
         lines = [
             f"slice        {dims}D, {s['directions']['kind']} directions, {s['samples']} {split} samples, method {s.get('method')}",

@@ -485,6 +485,8 @@ def evaluate_grid(
         raise SharpscopeError(
             "recompute_bn re-estimates running statistics for eval mode; use mode='eval'"
         )
+    if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
+        raise SharpscopeError(f"chunk size must be at least 1, got {chunk_size}")
     batches = list(batches)
     if not batches:
         raise SharpscopeError("no data: the batch iterable is empty")
