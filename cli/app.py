@@ -184,6 +184,21 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: exits with 0, 1 (an error), 2 (usage) or 130 (Ctrl-C)."""
     try:
         application = _build_app()
+    except KeyboardInterrupt:
+        sys.stderr.write(INTERRUPTED_AT_START + "\n")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a broken installation is one line too
+        import os
+
+        if os.environ.get("SHARPSCOPE_DEBUG"):
+            raise
+        first = " ".join((str(exc).strip().splitlines() or [""])[0].split())
+        sys.stderr.write(
+            f"error: sharpscope cannot start ({type(exc).__name__}: {first}); check the "
+            "installation of torch and sharpscope, or set SHARPSCOPE_DEBUG=1 for the traceback\n"
+        )
+        sys.exit(1)
+    try:
         application(args=argv, prog_name="sharpscope")
     except KeyboardInterrupt:
         sys.stderr.write(INTERRUPTED_AT_START + "\n")
