@@ -28,6 +28,7 @@ The measures and what they answer:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import itertools
@@ -44,10 +45,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._cache import (
+    NUM,
+    NUM_REQUIRED,
+    Damaged,
+    check_schema,
+    notice,
+    nums,
+    read_json_checked,
+    surface_problem,
+)
 from ._func import preserved, probe_mode
 from .distributed import current, is_main
 from .errors import CheckpointError, SharpscopeError
-from .utils import atomic_write_json, parse_range, progress, read_json, to_jsonable
+from .utils import (
+    atomic_write_json,
+    check_writable,
+    folder_lock,
+    parse_range,
+    progress,
+    to_jsonable,
+)
 
 __all__ = [
     "PROBES",
@@ -328,24 +346,56 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(to_jsonable(obj)))
 
 
-def _cached(path: Path, key: dict[str, Any], compute: Any) -> tuple[Any, bool]:
-    """``compute()``'s JSON-ready result, from ``path`` when its key matches (then ``True``)."""
+def _cached(
+    path: Path,
+    key: dict[str, Any],
+    compute: Any,
+    *,
+    validate: Any = None,
+    grids: Sequence[Path] = (),
+    drawn: Sequence[Path] = (),
+) -> tuple[Any, bool]:
+    """``compute()``'s JSON-ready result, from ``path`` when its key matches (then ``True``).
+
+    A cache that cannot be read, or whose result fails ``validate``, is a miss: a one-line
+    notice, then recomputed. Before computing, grids in ``grids`` that a resume could not
+    read are removed; ``drawn`` are grids the report draws, which a hit needs intact.
+    """
     key = _jsonable(key)
 
     def stored() -> Any:
-        if path.is_file():
-            try:
-                old = read_json(path)
-            except SharpscopeError:
-                old = None
-            if isinstance(old, dict) and old.get("key") == key and "result" in old:
-                return old["result"]
-        return None
+        try:
+            old = read_json_checked(path)
+        except FileNotFoundError:
+            return None
+        except Damaged as exc:
+            notice(path, str(exc))
+            return None
+        if not isinstance(old, dict) or "key" not in old or not isinstance(old.get("result"), dict):
+            notice(path, "not a sharpscope cache record")
+            return None
+        if old["key"] != key:
+            return None  # computed with other settings: recomputed
+        try:
+            if validate is not None:
+                validate(old["result"])
+        except Damaged as exc:
+            notice(path, str(exc))
+            return None
+        for folder in drawn:
+            if not (folder / "surface.npz").is_file():
+                return None
+            if surface_problem(folder) is not None:
+                _drop_damaged_grids([folder])
+                return None
+        return old["result"]
 
     ctx = current()  # distributed: rank 0 reads the cache and tells the others
     old_result = ctx.run_on_main(stored) if ctx is not None else stored()
     if old_result is not None:
         return old_result, True
+    if grids and is_main():
+        _drop_damaged_grids(grids)
     result = _jsonable(compute())
     atomic_write_json(path, {"key": key, "result": result})
     return result, False
@@ -369,8 +419,11 @@ def _claim(folder: Path, owner: dict[str, Any]) -> None:
     owner = _jsonable(owner)
     if folder.is_dir():
         try:
-            old = read_json(marker) if marker.is_file() else None
-        except SharpscopeError:
+            old = read_json_checked(marker)
+        except FileNotFoundError:
+            old = None
+        except Damaged as exc:
+            notice(marker, str(exc))
             old = None
         if old != owner:
             shutil.rmtree(folder, ignore_errors=True)
@@ -858,11 +911,6 @@ def compare(
             comparable, bad ranges or settings, a report in ``out`` made with other
             settings (without ``force``).
     """
-    from .landscape.directions import load_directions, random_directions
-    from .problem import check_comparable, load_problem
-    from .report import write_report
-    from .utils import resolve_device
-
     chosen = list(PROBES) if probes is None else [str(p).strip() for p in probes if str(p).strip()]
     unknown = [p for p in chosen if p not in PROBES]
     if unknown or not chosen:
@@ -905,32 +953,261 @@ def compare(
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise SharpscopeError(f"--out {out} is a file, not a folder")
+    check_writable(out / "summary.json", what="report")
+    created = not out.exists()
+    try:
+        # one compare per report folder at a time: a second one would delete the first's caches
+        with folder_lock(out, command="compare"):
+            return _compare_locked(
+                inputs,
+                out=out,
+                settings=settings,
+                chosen=chosen,
+                allow_mismatch=allow_mismatch,
+                force=force,
+                device=device,
+                quiet=quiet,
+            )
+    finally:
+        if created and is_main():
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only succeeds when a failed call wrote nothing
+
+
+def _check_settings_file(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse a report folder made with other settings (or whose settings file is damaged)."""
     settings_path = out / SETTINGS_FILE
+    try:
+        old = read_json_checked(settings_path)
+    except FileNotFoundError:
+        return
+    except Damaged as exc:
+        raise SharpscopeError(
+            f"{settings_path} is damaged ({exc}): use --force to replace the report in {out} "
+            "or choose another --out"
+        ) from None
+    saved = old.get("settings") if isinstance(old, dict) else None
+    if not isinstance(saved, dict):
+        raise SharpscopeError(
+            f"{settings_path} is damaged (no settings object): use --force to replace the "
+            f"report in {out} or choose another --out"
+        )
+    want = _jsonable(settings)
+    if saved != want:
+        diff = sorted(str(k) for k in set(want) | set(saved) if saved.get(k) != want.get(k))
+        raise SharpscopeError(
+            f"{out} holds a report made with other settings ({', '.join(diff)} "
+            "differ): use --force to replace it or choose another --out"
+        )
 
-    def check_out() -> None:
-        if force:
-            _clear_report(out)
-        elif settings_path.is_file():
-            try:
-                old = read_json(settings_path)
-            except SharpscopeError:
-                old = None
-            saved = old.get("settings") if isinstance(old, dict) else None
-            if saved != _jsonable(settings):
-                diff = sorted(
-                    k
-                    for k in set(settings) | set(saved or {})
-                    if (saved or {}).get(k) != _jsonable(settings).get(k)
-                )
-                raise SharpscopeError(
-                    f"{out} holds a report made with other settings ({', '.join(diff) or 'unreadable'} "
-                    "differ): use --force to replace it or choose another --out"
-                )
 
-    ctx = current()  # distributed: rank 0 checks and clears the folder
-    ctx.run_on_main(check_out) if ctx is not None else check_out()
+def _directions_fingerprint(dirs: Any, count: int) -> str:
+    """A hash of the first ``count`` raw direction vectors; :class:`Damaged` if they are not tensors."""
+    h = hashlib.sha1()
+    vectors = list(getattr(dirs, "vectors", None) or [])
+    if len(vectors) < count:
+        raise Damaged(f"holds {len(vectors)} directions, expected {count}")
+    for vec in vectors[:count]:
+        if not isinstance(vec, dict) or not vec:
+            raise Damaged("a direction is not a set of named tensors")
+        for name in sorted(vec, key=str):
+            t = vec[name]
+            if not isinstance(name, str) or not isinstance(t, torch.Tensor):
+                raise Damaged("a direction is not a set of named tensors")
+            if not t.is_floating_point():
+                raise Damaged(f"direction entry {name[:60]} is not floating point")
+            t = t.detach().to("cpu", torch.float64).contiguous()
+            h.update(f"{name}:{tuple(t.shape)};".encode())
+            h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _load_shared_directions(dir_path: Path, model: Any, need: int, seed: int) -> Any:
+    """The saved shared directions when they are intact and fit ``model``; else ``None``."""
+    from .landscape.directions import load_directions
+
+    if not dir_path.exists():
+        return None
+    try:
+        dirs = load_directions(dir_path)
+        _directions_fingerprint(dirs, need)
+    except (Damaged, ValueError, TypeError, AttributeError, KeyError, RuntimeError) as exc:
+        notice(dir_path, str(exc).replace(str(dir_path), "").strip(" :") or type(exc).__name__)
+        return None
+    if dirs.seed != seed:
+        return None
+    try:
+        dirs.resolve(model)
+    except (SharpscopeError, TypeError, RuntimeError):
+        return None  # drawn for another first model: drawn again
+    return dirs
+
+
+def _drop_damaged_grids(folders: Sequence[Path]) -> None:
+    """Remove grid files (``surface.npz``, ``meta.json``) that a resume cannot read."""
+    for folder in folders:
+        problem = surface_problem(folder)
+        if problem is not None:
+            notice(folder / "surface.npz", problem)
+            for name in ("surface.npz", "meta.json"):
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    (folder / name).unlink()
+                if (folder / name).is_dir():
+                    shutil.rmtree(folder / name, ignore_errors=True)
+
+
+def _grid_folders(probe: str, folder: Path) -> list[Path]:
+    """The resumable grids a probe keeps under its cache folder."""
+    if probe == "slice1d":
+        root = folder / "slice1d" / "directions"
+        return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if probe in ("slice2d", "plane"):
+        return [folder / probe]
+    if probe == "interpolation":
+        return [folder]
+    return []
+
+
+def _schemas(s: dict[str, Any]) -> dict[str, Any]:
+    """What every probe's cached result must hold: the fields the tables and figures read."""
+    n1, n2 = int(s["range1d"][2]), int(s["range2d"][2])
+    ni, dc = int(s["interp_range"][2]), int(s["directions_count"])
+    del n2
+    point = nums(2, required=True)
+    return {
+        "metrics": {
+            "train_loss": NUM,
+            "train_acc": NUM,
+            "test_loss": NUM,
+            "test_acc": NUM,
+            "logged_test_acc": NUM,
+            "epochs": ("opt", "int"),
+            "logged": "dict",
+            "optimizer": ("opt", "str"),
+            "hparams": ("opt", "dict"),
+        },
+        "eigen": {"eigenvalues": nums(required=True), "lambda_max": NUM_REQUIRED},
+        "trace": {"trace": NUM, "stderr": NUM},
+        "density": {
+            "density": nums(),
+            "grid": nums(),
+            "lambda_max": NUM_REQUIRED,
+            "runs": "int",
+            "iters": "int",
+        },
+        "sharpness": {
+            "worst": {"sharpness": NUM},
+            "average": {"sharpness": NUM, "stderr": NUM},
+        },
+        "slice1d": {
+            "x": nums(n1, required=True),
+            "loss": ("list", nums(n1), dc),
+            "accuracy": ("list", nums(n1), dc),
+            "curvature_fd": nums(dc),
+            "curvature_fit": nums(dc),
+            "curvature_fit_median": NUM,
+            "rise_1d": NUM,
+            "median": nums(n1),
+            "q10": nums(n1),
+            "q90": nums(n1),
+            "median_accuracy": nums(n1),
+        },
+        "slice2d": {"rise_2d": NUM},
+        "plane": {
+            **{k: NUM_REQUIRED for k in ("psi", "psi_deg", "alpha_star", "rho", "rho_max")},
+            **{
+                k: NUM
+                for k in (
+                    "cos_psi",
+                    "grad_norm",
+                    "loss_theta0",
+                    "loss_alpha0",
+                    "loss_sam",
+                    "loss_xsam",
+                    "worst_sharpness",
+                    "capture_sam",
+                    "capture_xsam",
+                )
+            },
+            "k": "int",
+            "degenerate": "bool",
+            "settings": "dict",
+            "worst": {
+                "coords": point,
+                "loss": NUM_REQUIRED,
+                "angle_to_plane_deg": NUM_REQUIRED,
+            },
+            "arc": {
+                "alphas": nums(required=True),
+                "losses": nums(),
+                "coords": ("list", point, None),
+            },
+            "path": {"coords": ("list", point, None), "off_plane": nums()},
+            "v1_coords": point,
+        },
+        "interpolation": {
+            "a": "str",
+            "b": "str",
+            "t": nums(ni, required=True),
+            "loss": nums(ni),
+            "accuracy": nums(ni),
+            **{k: NUM for k in ("loss_a", "loss_b", "loss_mid", "barrier", "distance")},
+        },
+        "over_training": {
+            "run": "str",
+            "epochs": ("list", "int", None),
+            "lambda_max": nums(),
+            "lr": nums(),
+        },
+    }
+
+
+def _validator(probe: str, schema: Any, extra: Any = None) -> Any:
+    def check(result: Any) -> None:
+        check_schema(result, schema, probe)
+        if probe == "density" and len(result["density"]) != len(result["grid"]):
+            raise Damaged("density: density and grid differ in length")
+        if probe == "plane":
+            arc = result["arc"]
+            if not (len(arc["alphas"]) == len(arc["losses"]) == len(arc["coords"])):
+                raise Damaged("plane: the arc's alphas, losses and coords differ in length")
+        if probe == "over_training":
+            n = len(result["epochs"])
+            if len(result["lambda_max"]) != n or len(result["lr"]) != n:
+                raise Damaged("over_training: epochs, lambda_max and lr differ in length")
+        if extra is not None:
+            extra(result)
+
+    return check
+
+
+def _compare_locked(
+    inputs: list[dict[str, Any]],
+    *,
+    out: Path,
+    settings: dict[str, Any],
+    chosen: list[str],
+    allow_mismatch: bool,
+    force: bool,
+    device: str,
+    quiet: bool,
+) -> ComparisonReport:
+    """:func:`compare` once the report folder is locked: validate everything, then write."""
+    from .landscape.directions import random_directions
+    from .problem import check_comparable, load_problem
+    from .report import write_report
+    from .utils import resolve_device
+
+    seed, mode = settings["seed"], settings["mode"]
+    settings_path = out / SETTINGS_FILE
+    ctx = current()  # distributed: rank 0 checks the folder
+    if not force:
+        ctx.run_on_main(lambda: _check_settings_file(out, settings)) if ctx is not None else (
+            _check_settings_file(out, settings)
+        )
     notes: list[str] = []
     dev = resolve_device(device)
+    # every input is loaded and checked before anything in the folder is replaced
     problems = []
     for rec in inputs:
         problems.append(load_problem(rec["checkpoint"], device=dev))
@@ -942,7 +1219,7 @@ def compare(
             "only one checkpoint: its numbers are reported, but nothing is marked flattest "
             "(compare needs at least 2 checkpoints for that)"
         )
-        warnings.warn(notes[-1], stacklevel=2)
+        warnings.warn(notes[-1], stacklevel=3)
     try:
         check_comparable(problems, allow_mismatch=False)
         comparable = True
@@ -954,6 +1231,17 @@ def compare(
             "the checkpoints differ in architecture or data (--allow-mismatch): numbers are "
             "measured on each model's own data and may not be comparable"
         )
+    batches = {
+        p.label: p.batches("train", settings["batch_size"], samples=settings["samples"], seed=seed)
+        for p in problems
+    }
+    fingerprints = {
+        p.label: _file_fingerprint(Path(r["checkpoint"]))
+        for p, r in zip(problems, inputs, strict=True)
+    }
+    runs = {p.label: rec["run"] for p, rec in zip(problems, inputs, strict=True)}
+    if force:  # everything is validated: only now is the old report replaced
+        ctx.run_on_main(lambda: _clear_report(out)) if ctx is not None else _clear_report(out)
     if is_main():
         out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(settings_path, {"format": REPORT_FORMAT, "settings": settings})
@@ -961,16 +1249,17 @@ def compare(
     # the shared directions: drawn once from the first model, re-normalised per model
     need = max(settings["directions_count"], 2)
     dir_path = out / "directions.pt"
-    dirs_obj = None
-    if dir_path.is_file():
-        dirs_obj = load_directions(dir_path)
-        if len(dirs_obj) < need or dirs_obj.seed != settings["seed"]:
-            dirs_obj = None
+
+    def shared() -> Any:
+        return _load_shared_directions(dir_path, problems[0].model, need, settings["seed"])
+
+    dirs_obj = ctx.run_on_main(shared) if ctx is not None else shared()
     if dirs_obj is None:
         dirs_obj = random_directions(
             problems[0].model, count=need, seed=settings["seed"], norm="filter", ignore="biasbn"
         )
         dirs_obj.save(dir_path)
+    dirs_fp = _directions_fingerprint(dirs_obj, need)
 
     def directions_for(problem: Any) -> list:
         try:
@@ -985,14 +1274,6 @@ def compare(
             )
             return own.resolve(problem.model)
 
-    batches = {
-        p.label: p.batches("train", settings["batch_size"], samples=settings["samples"], seed=seed)
-        for p in problems
-    }
-    fingerprints = {
-        p.label: _file_fingerprint(Path(r["checkpoint"]))
-        for p, r in zip(problems, inputs, strict=True)
-    }
     pairs_spec = (
         list(itertools.combinations(range(len(problems)), 2))
         if "interpolation" in chosen and comparable
@@ -1000,7 +1281,6 @@ def compare(
     )
     if "interpolation" in chosen and not comparable and len(problems) > 1:
         notes.append("interpolation paths skipped: the checkpoints have different parameters")
-    runs = {p.label: rec["run"] for p, rec in zip(problems, inputs, strict=True)}
     if "over_training" in chosen and not any(runs.values()):
         notes.append(
             "lambda_max over training skipped: give run folders (with epoch_XXX.pt) instead of "
@@ -1012,6 +1292,7 @@ def compare(
     tasks += [("interpolation", (problems[i], problems[j])) for i, j in pairs_spec]
     tasks += [("over_training", p) for p in problems if "over_training" in chosen and runs[p.label]]
 
+    schemas = _schemas(settings)
     details: dict[str, dict[str, Any]] = {p.label: {} for p in problems}
     pairs: list[dict[str, Any]] = []
     reused = 0
@@ -1037,12 +1318,19 @@ def compare(
             }
             sub = cache / "pairs" / f"{a.label}__{b.label}"
             _claim(sub, {"a": fingerprints[a.label], "b": fingerprints[b.label]})
+
+            def same_pair(r: dict[str, Any], a: Any = a, b: Any = b) -> None:
+                if (r["a"], r["b"]) != (a.label, b.label):
+                    raise Damaged("interpolation: the labels of the pair differ")
+
             res, hit = _cached(
                 sub / "interpolation.json",
                 key,
                 lambda a=a, b=b, sub=sub: _probe_interpolation(
                     a, b, batches[a.label], settings, sub
                 ),
+                validate=_validator(probe, schemas[probe], same_pair),
+                grids=[sub],
             )
             pairs.append(res)
             reused += hit
@@ -1054,6 +1342,8 @@ def compare(
         key = {"probe": probe, "checkpoint": fingerprints[label], "settings": settings}
         if probe == "over_training":
             key["run"] = _run_fingerprint(runs[label])
+        if probe in ("slice1d", "slice2d"):
+            key["directions"] = dirs_fp  # other shared directions: other slices
         if probe in ("slice1d", "slice2d") and label not in resolved_dirs:
             resolved_dirs[label] = directions_for(p)
         compute = {
@@ -1073,7 +1363,16 @@ def compare(
             "plane": lambda p=p, f=folder: _probe_plane(p, batches[p.label], settings, f / "plane"),
             "over_training": lambda p=p: _probe_over_training(runs[p.label], settings, str(dev)),
         }[probe]
-        res, hit = _cached(folder / f"{probe}.json", key, compute)
+        res, hit = _cached(
+            folder / f"{probe}.json",
+            key,
+            compute,
+            validate=_validator(probe, schemas[probe]),
+            grids=_grid_folders(probe, folder),
+            drawn=[folder / probe] if probe in ("slice2d", "plane") else [],
+        )
+        if probe in ("slice2d", "plane"):
+            res["surface_dir"] = str(folder / probe)  # never a path read from the cache
         details[label][probe] = res
         reused += hit
     if hasattr(bar, "close"):

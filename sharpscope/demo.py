@@ -8,12 +8,13 @@ reuses its cached probes.
 
 from __future__ import annotations
 
-import shutil
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_checkpoint
 from .errors import SharpscopeError
+from .utils import atomic_write_bytes, check_writable, folder_lock, resolve_device
 
 __all__ = ["DEMO_OPTIMIZERS", "demo_settings", "run_demo", "README_FIGURES"]
 
@@ -157,11 +158,44 @@ def run_demo(
         the :class:`~sharpscope.compare.ComparisonReport`; ``report.settings["demo"]``
         records what was trained or reused.
     """
-    from .compare import compare
-
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise SharpscopeError(f"--out {out} is a file, not a folder")
+    # every input is checked before anything is trained or replaced (--force retrains)
+    resolve_device(device)
+    for name in (*DEMO_OPTIMIZERS, "report"):
+        if (out / name).exists() and not (out / name).is_dir():
+            raise SharpscopeError(f"{out / name} is a file; the demo needs a folder there")
+    check_writable(out / "report" / "summary.json", what="report")
+    if figures_dir is not None:
+        dest = Path(figures_dir).expanduser()
+        if dest.exists() and not dest.is_dir():
+            raise SharpscopeError(f"--figures-dir {dest} is a file, not a folder")
+        check_writable(dest / README_FIGURES[0], what="figures")
+    created = not out.exists()
+    try:
+        # one demo per folder at a time: two would train into the same run folders
+        with folder_lock(out, command="demo"):
+            return _run_demo_locked(
+                out, quick=quick, device=device, quiet=quiet, figures_dir=figures_dir, force=force
+            )
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only succeeds when a failed call wrote nothing
+
+
+def _run_demo_locked(
+    out: Path,
+    *,
+    quick: bool,
+    device: str,
+    quiet: bool,
+    figures_dir: str | Path | None,
+    force: bool,
+) -> Any:
+    from .compare import compare
+
     settings = demo_settings(quick)
     t = settings["train"]
     status = {}
@@ -179,11 +213,11 @@ def run_demo(
     if figures_dir is not None:
         dest = Path(figures_dir).expanduser()
         dest.mkdir(parents=True, exist_ok=True)
-        copied = []
+        copied: list[str] = []
         for name in README_FIGURES:
             src = out / "report" / "figures" / name
             if src.is_file():
-                shutil.copyfile(src, dest / name)
+                atomic_write_bytes(dest / name, src.read_bytes())  # never a half-copied figure
                 copied.append(str(dest / name))
         report.settings["demo"]["figures"] = copied
     return report

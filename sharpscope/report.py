@@ -549,17 +549,30 @@ def write_figures(report: Any) -> dict[str, str]:
     The figures are a function of the numbers: when ``figures/index.json`` records the
     same numbers and every figure it lists is there, nothing is drawn again.
     """
-    from .utils import read_json
+    from ._cache import Damaged, notice, read_json_checked
 
     folder = report.out / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     index = folder / "index.json"
     digest = _digest(report)
-    if index.is_file():
-        old = read_json(index)
-        files = old.get("files") if isinstance(old, dict) else None
-        if old.get("digest") == digest and files and all(Path(f).is_file() for f in files.values()):
-            return dict(files)
+    try:
+        old = read_json_checked(index)
+    except FileNotFoundError:
+        old = None
+    except Damaged as exc:
+        notice(index, str(exc))
+        old = None
+    files = old.get("files") if isinstance(old, dict) else None
+    if (
+        isinstance(old, dict)
+        and old.get("digest") == digest
+        and isinstance(files, dict)
+        and files
+        # only this folder's own figures: never a path the index names elsewhere
+        and all(isinstance(f, str) and Path(f).parent == folder for f in files.values())
+        and all(Path(f).is_file() for f in files.values())
+    ):
+        return dict(files)
     files = _draw_figures(report, folder)
     atomic_write_json(index, {"digest": digest, "files": files})
     return files
