@@ -99,6 +99,13 @@ FORMATS = ("png", "pdf", "svg")
 LI_LEVELS = np.round(np.arange(0.1, 10, 0.5), 10)
 """Li et al. (2018)'s contour levels: 0.1 to 9.6 in steps of 0.5."""
 LEVEL_MODES = ("log", "li", "linear")
+# applied to every save, inside the style or not: editable text in PDF/SVG, stable SVG ids
+_SAVE_RC = {
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "svg.fonttype": "none",
+    "svg.hashsalt": "sharpscope",
+}
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 
 
@@ -175,8 +182,9 @@ def save_figure(
 
     A ``.png``/``.pdf``/``.svg`` suffix on ``path`` is replaced. Every format is
     rendered in memory first, then each file is written atomically (temporary file
-    in the same folder, then rename), so a failure leaves no partial file. PDF and
-    SVG carry no creation date, so the same figure gives the same bytes. Distributed
+    in the same folder, then rename), so a failure leaves no partial file. Fonts are
+    kept as TrueType (PDF) and text (SVG) even outside :func:`style`; PDF and SVG
+    carry no creation date, so the same figure gives the same bytes. Distributed
     runs: only rank 0 writes (the helper in :mod:`sharpscope.utils` decides).
 
     Args:
@@ -188,6 +196,8 @@ def save_figure(
     Returns:
         the written paths, in the order of ``formats``.
     """
+    import matplotlib
+
     from .utils import atomic_write_bytes
 
     fmts = parse_formats(formats)
@@ -196,14 +206,15 @@ def save_figure(
     for fmt in fmts:
         buf = io.BytesIO()
         metadata = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}.get(fmt)
-        fig.savefig(
-            buf,
-            format=fmt,
-            dpi=dpi,
-            bbox_inches="tight",
-            pad_inches=0.02,
-            metadata=metadata,
-        )
+        with matplotlib.rc_context(_SAVE_RC):
+            fig.savefig(
+                buf,
+                format=fmt,
+                dpi=dpi,
+                bbox_inches="tight",
+                pad_inches=0.02,
+                metadata=metadata,
+            )
         rendered.append((stem.with_name(f"{stem.name}.{fmt}"), buf.getvalue()))
     for target, data in rendered:
         atomic_write_bytes(target, data)
