@@ -494,6 +494,26 @@ class LossScale:
             "connectgaps": False,
         }
 
+    def plotly_surface(
+        self, z: Any, *, x: Any, y: Any, what: str = "loss", showscale: bool = True
+    ) -> dict[str, Any]:
+        """Keyword arguments for ``go.Surface``: height is the real loss, colour this scale."""
+        z = np.asarray(z, dtype=np.float64)
+        vmin, vmax = self.color_range()
+        lo, hi = self.transform([vmin, vmax]) if vmax > vmin else (None, None)
+        return {
+            "x": [float(v) for v in np.ravel(x)],
+            "y": [float(v) for v in np.ravel(y)],
+            "z": _none_nan(z),
+            "surfacecolor": _none_nan(self.transform(z)),
+            "cmin": None if lo is None else float(lo),
+            "cmax": None if hi is None else float(hi),
+            "colorscale": PLOTLY_SEQUENTIAL,
+            "colorbar": self.plotly_colorbar(what=what),
+            "showscale": showscale,
+            "hovertemplate": f"x=%{{x:.3g}}<br>y=%{{y:.3g}}<br>{what}=%{{z:.4g}}<extra></extra>",
+        }
+
 
 def _none_nan(v: np.ndarray) -> list:
     return [[None if not np.isfinite(c) else float(c) for c in row] for row in np.atleast_2d(v)]

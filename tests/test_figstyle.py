@@ -255,6 +255,10 @@ def test_colour_scale_ticks_norm_and_plotly_describe_the_same_scale():
     assert np.allclose(cb["tickvals"], np.log10([0.01, 0.1, 1, 10]))
     assert spec["customdata"][0][0] == 44.0  # hovering shows the real loss
     go.Contour(**spec)  # plotly accepts every key
+    surf = scale.plotly_surface(z, x=xx[0], y=yy[:, 0])
+    assert surf["z"][0][0] == 44.0 and surf["surfacecolor"][0][0] == pytest.approx(math.log10(44))
+    assert (surf["cmin"], surf["cmax"]) == (spec["zmin"], spec["zmax"])
+    go.Surface(**surf)
     assert fs.plotly_colorbar(scale) == cb
     assert fs.plotly_colorbar([0.1, 0.6, 1.1])["ticktext"] == ["0.2", "0.4", "0.6", "0.8", "1"]
     assert fs.plotly_log_axis("density")["exponentformat"] == "power"
