@@ -23,7 +23,7 @@ def usage_error_line(exc: Any, args: Any = None) -> str:
     """
     import difflib
 
-    from typer import _click as click
+    click = _click_module()
 
     ctx = exc.ctx
     param = getattr(exc, "param", None)
@@ -74,9 +74,31 @@ def usage_error_line(exc: Any, args: Any = None) -> str:
     return f"{msg}; see '{where} --help'"
 
 
+def _click_module() -> Any:
+    """Click as Typer uses it: vendored as ``typer._click`` in recent Typer, else ``click``."""
+    try:
+        from typer import _click as click
+    except ImportError:  # older Typer depends on Click itself
+        import click  # type: ignore[no-redef]
+    return click
+
+
+def _abort_classes(click: Any) -> tuple[type[BaseException], ...]:
+    """Click's ``Abort`` (Ctrl-C / EOF at a prompt) wherever this Typer keeps it."""
+    import typer
+
+    found = [
+        getattr(click.exceptions, "Abort", None),
+        getattr(getattr(typer, "exceptions", None), "Abort", None),
+    ]
+    return tuple({c for c in found if isinstance(c, type)}) or (KeyboardInterrupt,)
+
+
 def _make_group_class() -> type:
-    from typer import _click as click
     from typer.core import TyperGroup
+
+    click = _click_module()
+    aborts = _abort_classes(click)
 
     class SharpscopeGroup(TyperGroup):
         """A Typer group whose usage errors are one ``error:`` line, exit status 2.
@@ -112,7 +134,7 @@ def _make_group_class() -> type:
                 line = " ".join(exc.format_message().split())
                 click.echo(f"error: {line[:1].lower() + line[1:]}", err=True)
                 code = exc.exit_code
-            except click.exceptions.Abort:
+            except aborts:
                 click.echo("error: aborted", err=True)
                 code = 1
             except KeyboardInterrupt:

@@ -295,7 +295,7 @@ def test_unexpected_exceptions_are_one_line_unless_debugging(
     monkeypatch.setattr(sharpscope.checkpoint, "load_checkpoint", crash)
     result = cli_runner.invoke(cli_app, ["info", str(files["ckpt"])])
     assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
-        "error: unexpected KeyError: 'boom' (set SHARPSCOPE_DEBUG=1 for the traceback)"
+        "error: internal error in sharpscope (KeyError: 'boom'); please report it with SHARPSCOPE_DEBUG=1 output"
     ]
     result = cli_runner.invoke(cli_app, ["info", str(files["ckpt"])], env={"SHARPSCOPE_DEBUG": "1"})
     assert isinstance(result.exception, KeyError)
