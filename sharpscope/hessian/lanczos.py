@@ -149,6 +149,16 @@ STOPS = ("auto", "residual", "value")
 LOOSE_TOL = 1e-4  # ``stop="auto"``: tolerances at least this loose also stop on the Ritz values
 
 
+def _ritz_gaps(evals: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """Distance from each selected Ritz value to the nearest other one (inf if alone)."""
+    out = np.full(len(sel), np.inf)
+    for j, i in enumerate(sel):
+        others = np.delete(evals, i)
+        if len(others):
+            out[j] = float(np.min(np.abs(others - evals[i])))
+    return out
+
+
 def _ensure_checked(op: Any, seed: int) -> bool:
     """Run the operator's determinism check unless it already passed; True if it ran now."""
     if getattr(op, "checked", False):
@@ -218,8 +228,10 @@ def lanczos(
 
     * ``"residual"``: every wanted pair has a true relative residual below ``tol``.
     * ``"value"``: that, or every wanted Ritz value changed by less than ``tol``
-      (relative) over the last step, as power iteration (PyHessian) stops. Lanczos
-      converges geometrically, so the eigenvalue error is then well below ``tol``.
+      (relative) over the last step (as power iteration, PyHessian, stops) while the
+      recurrence's residual estimate is below ``sqrt(tol)``: the eigenvalue error is
+      then about ``r^2 / gap``, not the ``O(r)`` of the vector, and a value that rises
+      slowly because two top eigenvalues are close does not stop the iteration.
     * ``"auto"`` (default): ``"value"`` when ``tol >= 1e-4``, otherwise ``"residual"``.
 
     When the true residuals stop decreasing while the estimate is already below ``tol``
@@ -365,6 +377,10 @@ def lanczos(
                 and m >= min_cols_value
                 and len(prev_vals) == len(vals)
                 and bool(np.all(np.abs(vals - prev_vals) <= tol * np.abs(vals)))
+                # a slowly rising Ritz value (close top eigenvalues) also changes little:
+                # require residuals small enough that |theta - lambda| <= r^2/gap is near tol
+                and bool(np.all(rel_est < np.sqrt(tol)))
+                and bool(np.all(est[sel] ** 2 <= tol * np.abs(vals) * _ritz_gaps(evals, sel)))
             )
             prev_vals = vals
             ritz = None
