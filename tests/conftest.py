@@ -12,6 +12,19 @@ matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_user_cache(tmp_path_factory):
+    """Keep sharpscope's user cache (the auto backend's timings) out of the home folder,
+    for this process and the CLI subprocesses the tests start."""
+    old = os.environ.get("SHARPSCOPE_CACHE_DIR")
+    os.environ["SHARPSCOPE_CACHE_DIR"] = str(tmp_path_factory.mktemp("user-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SHARPSCOPE_CACHE_DIR", None)
+    else:
+        os.environ["SHARPSCOPE_CACHE_DIR"] = old
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
