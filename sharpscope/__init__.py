@@ -15,15 +15,41 @@ import importlib
 from typing import Any
 
 from ._version import __version__
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .data import DataSpec, DataSplits, iterate_batches, load_data, subsample
-from .errors import CheckpointError, DataError, ModelSpecError, NonFiniteLossError, SharpscopeError
-from .losses import get_loss
-from .models import MODELS, ModelSpec, build_model, count_parameters, register_model
-from .problem import Problem, check_comparable, load_problem
-from .reference import dense_hessian, dense_loss
+from .errors import (
+    CheckpointError,
+    DataError,
+    DiskFullError,
+    FolderLockedError,
+    ModelSpecError,
+    NonFiniteLossError,
+    SharpscopeError,
+)
 
+# Every other name is imported on first use: ``import sharpscope`` (and every CLI
+# ``--help``) must not pay for torch, scipy or matplotlib.
 _LAZY: dict[str, str] = {
+    # models and data
+    "MODELS": "sharpscope.models",
+    "ModelSpec": "sharpscope.models",
+    "build_model": "sharpscope.models",
+    "count_parameters": "sharpscope.models",
+    "register_model": "sharpscope.models",
+    "DataSpec": "sharpscope.data",
+    "DataSplits": "sharpscope.data",
+    "load_data": "sharpscope.data",
+    "iterate_batches": "sharpscope.data",
+    "subsample": "sharpscope.data",
+    "get_loss": "sharpscope.losses",
+    # checkpoints and problems
+    "Checkpoint": "sharpscope.checkpoint",
+    "save_checkpoint": "sharpscope.checkpoint",
+    "load_checkpoint": "sharpscope.checkpoint",
+    "Problem": "sharpscope.problem",
+    "load_problem": "sharpscope.problem",
+    "check_comparable": "sharpscope.problem",
+    # exact references
+    "dense_hessian": "sharpscope.reference",
+    "dense_loss": "sharpscope.reference",
     # optimizers and training
     "SAM": "sharpscope.optim",
     "ASAM": "sharpscope.optim",
@@ -92,33 +118,13 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "__version__",
-    # models and data
-    "MODELS",
-    "ModelSpec",
-    "build_model",
-    "count_parameters",
-    "register_model",
-    "DataSpec",
-    "DataSplits",
-    "load_data",
-    "iterate_batches",
-    "subsample",
-    "get_loss",
-    # checkpoints and problems
-    "Checkpoint",
-    "save_checkpoint",
-    "load_checkpoint",
-    "Problem",
-    "load_problem",
-    "check_comparable",
-    # exact references
-    "dense_hessian",
-    "dense_loss",
     # errors
     "SharpscopeError",
     "CheckpointError",
     "DataError",
     "ModelSpecError",
     "NonFiniteLossError",
+    "FolderLockedError",
+    "DiskFullError",
     *_LAZY,
 ]

@@ -23,3 +23,17 @@ def test_lazy_names_are_the_submodule_objects() -> None:
 
     assert sharpscope.XSAM is XSAM
     assert sharpscope.hessian_eigenvalues is hessian_eigenvalues
+
+
+def test_import_sharpscope_loads_no_heavy_module() -> None:
+    """``import sharpscope`` (and so every CLI ``--help``) must not pay for torch & co."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sharpscope; "
+        "print(sorted(m for m in ('torch', 'scipy', 'matplotlib', 'plotly', 'sklearn', "
+        "'pyhessian', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
