@@ -18,7 +18,7 @@ from .directions import (
     random_directions,
     save_directions,
 )
-from .grid import Surface, evaluate_grid, evaluate_point, grid_axis
+from .grid import GridSettings, Surface, evaluate_grid, evaluate_point, grid_axis
 
 __all__ = [
     "Directions",
@@ -33,6 +33,7 @@ __all__ = [
     "pca_directions",
     "random_directions",
     "save_directions",
+    "GridSettings",
     "Surface",
     "evaluate_grid",
     "evaluate_point",

@@ -7,7 +7,7 @@ import pytest
 
 from sharpscope import get_loss
 from sharpscope.errors import SharpscopeError
-from sharpscope.landscape import evaluate_grid, grid, random_directions
+from sharpscope.landscape import evaluate_grid, grid, points, random_directions, settings
 
 from .conftest import make_model
 
@@ -18,9 +18,10 @@ def test_a_billion_points_are_refused_before_any_work(batches, tmp_path, monkeyp
     model = make_model("mlp", {"hidden": [8]})
     d = random_directions(model, count=2, seed=0).resolve(model)
     ax = np.linspace(-1, 1, 40_000)  # 1.6e9 points: about 64 GiB of result arrays
-    monkeypatch.setattr(grid, "_memory_bytes", lambda: 16 * 2**30)
+    monkeypatch.setattr(settings, "_memory_bytes", lambda: 16 * 2**30)
     calls = []
     monkeypatch.setattr(grid, "evaluate_point", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(points, "evaluate_point", lambda *a, **k: calls.append(1))
     with pytest.raises(SharpscopeError, match=r"1,600,000,000 points needs about 61\.1 GiB"):
         evaluate_grid(model, CE, batches, d, [ax, ax], out_dir=tmp_path / "s", quiet=True)
     assert calls == [] and not (tmp_path / "s" / "surface.npz").exists()

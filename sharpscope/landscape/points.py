@@ -1,0 +1,199 @@
+"""Evaluating grid points: one at a time (the loop) or several per pass (vmap).
+
+Both give the same numbers: the sample-weighted mean of ``loss_fn`` over all batches
+and the fraction of argmax hits (NaN for non-classification outputs). The loop swaps
+each point's parameters in with :func:`torch.func.functional_call`; vmap stacks a
+chunk of points and maps over them; ``recompute_bn`` loads each point into the model
+and re-estimates the BatchNorm running statistics first.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+__all__ = ["evaluate_point", "eval_chunk_loop", "eval_chunk_vmap", "auto_chunk"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+Params = dict[str, torch.Tensor]
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+def _is_classification(out: torch.Tensor, y: torch.Tensor) -> bool:
+    return out.ndim == 2 and y.ndim == 1 and not y.is_floating_point() and len(y) == out.shape[0]
+
+
+def _tensors_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    named = dict(model.named_parameters())
+    for n, b in model.named_buffers():
+        if b.is_floating_point():
+            named[n] = b
+    return named
+
+
+def _point_params(center: Params, dirs: Sequence[Params], coef: Sequence[float]) -> Params:
+    out = dict(center)
+    for n in {k for d in dirs for k in d}:
+        v = center[n]
+        for c, d in zip(coef, dirs, strict=True):
+            if n in d and c != 0.0:
+                v = v + c * d[n]
+        out[n] = v
+    return out
+
+
+def evaluate_point(
+    model: nn.Module, loss_fn: Callable, batches: Sequence[Batch], params: Params | None = None
+) -> tuple[float, float]:
+    """Sample-weighted mean loss and accuracy of ``model`` (with ``params`` swapped in) over ``batches``.
+
+    Runs under the model's current mode and no grad; accuracy is NaN for
+    non-classification outputs.
+    """
+    total = correct = None
+    n = 0
+    cls = True
+    with torch.no_grad():
+        for x, y in batches:
+            out = model(x) if params is None else functional_call(model, params, (x,), strict=False)
+            loss = loss_fn(out, y).double() * len(y)
+            total = loss if total is None else total + loss
+            if cls and _is_classification(out, y):
+                c = (out.argmax(-1) == y).sum()
+                correct = c if correct is None else correct + c
+            else:
+                cls = False
+            n += len(y)
+    acc = float(correct) / n if (cls and correct is not None) else math.nan
+    return float(total) / n, acc
+
+
+def auto_chunk(
+    model: nn.Module,
+    loss_fn: Callable,
+    batches: Sequence[Batch],
+    center: Params,
+    device: torch.device,
+) -> int:
+    """Points per vmap pass: from free memory on CUDA, a conservative 8 elsewhere."""
+    if device.type != "cuda":
+        return 8
+    torch.cuda.synchronize(device)
+    free, _ = torch.cuda.mem_get_info(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    x, y = max(batches, key=lambda b: len(b[1]))
+    with torch.no_grad():
+        loss_fn(functional_call(model, center, (x,), strict=False), y)
+    torch.cuda.synchronize(device)
+    act = max(torch.cuda.max_memory_allocated(device) - base, 1)
+    param_bytes = sum(t.numel() * t.element_size() for t in center.values())
+    per_point = 2 * act + param_bytes
+    return int(max(1, min(256, (0.5 * free) // per_point)))
+
+
+def eval_chunk_loop(
+    model: nn.Module,
+    loss_fn: Callable,
+    batches: Sequence[Batch],
+    base: Params,
+    dirs: Sequence[Params],
+    coefs: np.ndarray,
+    *,
+    recompute_bn: bool = False,
+) -> tuple[list[float], list[float]]:
+    """Loss and accuracy of each point of a chunk, one point at a time."""
+    losses, accs = [], []
+    for c in coefs:
+        p = _point_params(base, dirs, [float(v) for v in c])
+        if recompute_bn:
+            lo, ac = _eval_recompute_bn(model, loss_fn, batches, p)
+        else:
+            lo, ac = evaluate_point(model, loss_fn, batches, p)
+        losses.append(lo)
+        accs.append(ac)
+    return losses, accs
+
+
+def eval_chunk_vmap(
+    model: nn.Module,
+    loss_fn: Callable,
+    batches: Sequence[Batch],
+    base: Params,
+    dirs: Sequence[Params],
+    coefs: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    ref = next(iter(base.values()))
+    c = torch.as_tensor(coefs, device=ref.device)
+    moving = sorted({n for d in dirs for n in d})
+    const = {n: t for n, t in base.items() if n not in moving}
+    stacked = {}
+    for n in moving:
+        v = base[n].unsqueeze(0).expand(len(c), *base[n].shape)
+        for i, d in enumerate(dirs):
+            if n in d:
+                v = v + c[:, i].to(d[n].dtype).reshape(-1, *([1] * d[n].dim())) * d[n].unsqueeze(0)
+        stacked[n] = v
+
+    def one(p: Params, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = functional_call(model, {**const, **p}, (x,), strict=False)
+        loss = loss_fn(out, y)
+        if _is_classification(out, y):
+            correct = (out.argmax(-1) == y).sum()
+        else:
+            correct = torch.full((), -1, dtype=torch.long, device=out.device)
+        return loss, correct
+
+    fn = vmap(one, in_dims=(0, None, None))
+    with warnings.catch_warnings():  # "no batching rule for ...": a fallback, same numbers
+        warnings.filterwarnings("ignore", message=".*batching rule.*")
+        return _run_vmapped(fn, stacked, batches, len(c), ref.device)
+
+
+def _run_vmapped(
+    fn: Callable, stacked: Params, batches: Sequence[Batch], points: int, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    total = torch.zeros(points, dtype=torch.float64, device=device)
+    correct = torch.zeros(points, dtype=torch.long, device=device)
+    n = 0
+    cls = True
+    for x, y in batches:
+        lo, co = fn(stacked, x, y)
+        total += lo.double() * len(y)
+        if (co < 0).any():
+            cls = False
+        correct += co
+        n += len(y)
+    acc = (correct.double() / n).cpu().numpy() if cls else np.full(points, np.nan)
+    return (total / n).cpu().numpy(), acc
+
+
+def _eval_recompute_bn(
+    model: nn.Module, loss_fn: Callable, batches: Sequence[Batch], params: Params
+) -> tuple[float, float]:
+    """Load ``params`` into the model, re-estimate BatchNorm statistics on ``batches``, evaluate."""
+    own = _tensors_of(model)
+    for n, v in params.items():
+        own[n].copy_(v)
+    bns = [m for m in model.modules() if isinstance(m, _BN) and m.running_mean is not None]
+    saved = [(m.momentum, m.track_running_stats, m.training) for m in bns]
+    try:
+        for m in bns:
+            m.track_running_stats = True
+            m.reset_running_stats()
+            m.momentum = None
+            m.train(True)
+        for x, _ in batches:
+            model(x)
+        for m in bns:
+            m.train(False)
+        return evaluate_point(model, loss_fn, batches)
+    finally:
+        for m, (mom, track, training) in zip(bns, saved, strict=True):
+            m.momentum, m.track_running_stats, m.training = mom, track, training
