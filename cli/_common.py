@@ -79,6 +79,76 @@ ModeOpt = Annotated[
         "(train: BatchNorm uses batch statistics, running stats frozen).",
     ),
 ]
+# options of the probes that load a checkpoint's model and training data (eigen, trace, esd;
+# other probe commands can adopt them): the probe data and the product settings
+ProbeSamplesOpt = Annotated[
+    int,
+    typer.Option(
+        "--samples",
+        help="Seeded subset of this many training samples (0: the whole training split).",
+    ),
+]
+BatchOnlyOpt = Annotated[
+    bool, typer.Option("--batch-only", help="Use only one batch of --batch-size samples.")
+]
+ParamsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--params", help="Regular expression selecting parameters by name (default: all trainable)."
+    ),
+]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="Hessian-vector products: auto (time both), forward (forward-over-reverse), double.",
+    ),
+]
+CheckDeterminismOpt = Annotated[
+    bool,
+    typer.Option(
+        "--check-determinism/--no-check-determinism",
+        help="First check, with one extra product, that repeated Hessian-vector products of "
+        "the same vector agree: catches Dropout in train mode, random augmentation and "
+        "shuffled batches. --no-check-determinism skips it and trusts the data path.",
+    ),
+]
+
+
+def problem_options(
+    *, model: str | None, model_kwargs: str | None, data: str | None
+) -> dict[str, Any]:
+    """The keyword arguments ``model``, ``model_kwargs`` (parsed JSON) and ``data`` of the
+    checkpoint-level probes, from the common ``--model/--model-kwargs/--data`` options."""
+    return {"model": model, "model_kwargs": parse_json_dict(model_kwargs) or None, "data": data}
+
+
+def parse_bytes(text: str | None, *, option: str = "--max-memory") -> int | str | None:
+    """A byte count from the command line: ``auto``, ``none``, ``123456``, ``512M``, ``2G``.
+
+    Suffixes K, M, G, T (optionally followed by ``B`` or ``iB``) are powers of 1024.
+    Anything else, zero and negative counts are a one-line :class:`SharpscopeError`.
+    """
+    if text is None:
+        return "auto"
+    word = str(text).strip().lower()
+    if word in ("auto", ""):
+        return "auto"
+    if word == "none":
+        return None
+    m = _BYTES.match(word)
+    if m is None:
+        raise SharpscopeError(
+            f"{option} must be a number of bytes like 2G, 512M or 1000000 (or auto, none), "
+            f"got {text!r}"
+        )
+    value = float(m.group(1)) * 1024 ** "bkmgt".index(m.group(2) or "b")
+    if not value >= 1 or value > 2**62:
+        raise SharpscopeError(f"{option} must be at least 1 byte, got {text!r}")
+    return int(value)
+
+
+_BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$")
 
 
 # ----------------------------------------------------------------------------- errors
@@ -88,10 +158,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
     In a distributed run the ranks other than 0 say which rank they are.
     """
     from sharpscope.distributed import current
+    from sharpscope.sanitize import printable
 
     ctx = current()
     where = f" (rank {ctx.rank})" if ctx is not None and not ctx.is_main else ""
-    typer.echo(f"error{where}: {' '.join(str(message).split())}", err=True)
+    # a message can quote a file's text: no terminal control sequence reaches the terminal
+    typer.echo(f"error{where}: {' '.join(printable(message).split())}", err=True)
     raise typer.Exit(code)
 
 
@@ -233,12 +305,57 @@ def user_errors() -> Iterator[None]:
         fail(describe_error(exc))
 
 
+#: the root option ``--threads`` of this invocation (``None``: not given), set by the app
+_THREADS: list[int | None] = [None]
+
+
+def set_threads(value: int | None) -> None:
+    """Validate and store the root ``--threads`` for the command (imports no torch)."""
+    from sharpscope.threads import choose_threads
+
+    _THREADS[0] = None
+    if value is not None:
+        with user_errors():
+            _THREADS[0] = choose_threads(value)
+
+
+def start_threads() -> int:
+    """Set torch's thread count before a command's work; return it.
+
+    ``--threads N`` is applied as given. Without it, the count is that of
+    :func:`sharpscope.threads.choose_threads` (``OMP_NUM_THREADS``, else the CPUs this
+    process may use: the affinity mask and the cgroup quota), never more than torch has
+    already (an embedding program may have lowered it). On a terminal, a machine busier
+    than its CPUs gets the one-line note of :func:`sharpscope.threads.load_average_note`.
+    Ctrl-C here (torch is being imported) is the start-up interruption: nothing was done.
+    """
+    try:
+        from sharpscope.threads import choose_threads, configure_threads, load_average_note
+
+        requested = _THREADS[0]
+        if requested is None:
+            import torch
+
+            requested = min(choose_threads(None), torch.get_num_threads())
+        n = configure_threads(requested)
+    except KeyboardInterrupt:
+        from .app import INTERRUPTED_AT_START
+
+        typer.echo(INTERRUPTED_AT_START, err=True)
+        raise typer.Exit(130) from None
+    note = load_average_note(n)
+    if note is not None and sys.stderr.isatty():
+        typer.echo(note, err=True)
+    return n
+
+
 def handles_errors(fn: F) -> F:
-    """Decorator form of :func:`user_errors` for command functions."""
+    """Decorator form of :func:`user_errors` for command functions; sets the threads first."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with user_errors():
+            start_threads()
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -7,7 +7,7 @@ that Ctrl-C while the CLI starts up is one line and exit status 130, not a trace
 """
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 __all__ = ["main", "usage_error_line"]  # and `app`, built on first use (__getattr__)
 
@@ -147,14 +147,29 @@ def _make_group_class() -> type:
     return SharpscopeGroup
 
 
+def _version_callback(value: bool) -> None:
+    """``--version``: this package's version and torch's, read without importing torch."""
+    if value:
+        from importlib import metadata
+
+        import typer
+
+        from sharpscope._version import __version__
+
+        try:
+            torch_version = metadata.version("torch")
+        except metadata.PackageNotFoundError:
+            torch_version = "not installed"
+        typer.echo(f"sharpscope {__version__} (torch {torch_version})")
+        raise typer.Exit()
+
+
 def _build_app() -> Any:
     """Create the Typer application and register every command (imports torch)."""
     global _APP
     if _APP is not None:
         return _APP
     import typer
-
-    from sharpscope._version import __version__
 
     from . import compare, hessian, info, landscape, plane, train
 
@@ -169,13 +184,6 @@ def _build_app() -> Any:
         rich_markup_mode=None,
     )
 
-    def _version_callback(value: bool) -> None:
-        if value:
-            import torch
-
-            typer.echo(f"sharpscope {__version__} (torch {torch.__version__})")
-            raise typer.Exit()
-
     @application.callback()
     def _root(
         version: Annotated[
@@ -187,8 +195,20 @@ def _build_app() -> Any:
                 help="Print the version and exit.",
             ),
         ] = False,
+        threads: Annotated[
+            Optional[int],  # noqa: UP045 - Typer reads the annotation at run time
+            typer.Option(
+                "--threads",
+                help="CPU threads for torch (default: OMP_NUM_THREADS, else the CPUs this "
+                "process may use: affinity mask and cgroup quota).",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """sharpscope command-line interface."""
+        from ._common import set_threads
+
+        set_threads(threads)
 
     for module in (info, landscape, hessian, train, plane, compare):
         module.register(application)

@@ -14,10 +14,18 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..cache import is_int, is_number
 from ..errors import SharpscopeError
-from ..utils import atomic_write_json, progress, read_json
+from ..utils import atomic_write_json, progress
+from .inputs import probe_inputs, problem_batches
 
-__all__ = ["run_checkpoints", "probe_over_training", "problem_batches", "checkpoint_lr"]
+__all__ = [
+    "run_checkpoints",
+    "probe_over_training",
+    "problem_batches",
+    "checkpoint_lr",
+    "check_probe_cache",
+]
 
 _EPOCH = re.compile(r"^epoch_(\d+)\.pt$")
 
@@ -89,25 +97,49 @@ def checkpoint_lr(ck: Any) -> float | None:
     return float(lr) if isinstance(lr, (int, float)) else None
 
 
-def problem_batches(
-    problem: Any,
-    *,
-    samples: int | None = 4096,
-    batch_size: int = 512,
-    batch_only: bool = False,
-    seed: int = 0,
-) -> list[tuple[Any, Any]]:
-    """The probe data of a :class:`~sharpscope.problem.Problem`: a seeded subset of the
-    training split in batches, or only its first batch (``batch_only``)."""
-    if batch_size < 1:
-        raise SharpscopeError(f"--batch-size must be at least 1, got {batch_size}")
-    if samples is not None and samples < 0:
-        raise SharpscopeError(f"--samples must be at least 0 (0 = the whole split), got {samples}")
-    n = None if not samples else int(samples)
-    if batch_only:
-        n = min(batch_size, n) if n else batch_size
-    batches = problem.batches("train", batch_size, samples=n, seed=seed)
-    return batches[:1] if batch_only else batches
+def check_probe_cache(what: str) -> Any:
+    """The schema check of ``RUN/probes/<what>.json`` for :func:`sharpscope.cache.load_cache_json`.
+
+    Checks the type of every field that the run-folder probes, their table and their plot
+    use: ``settings`` an object; ``epochs`` an object of ``"<epoch>": record``; each record
+    with ``epoch`` (an int equal to its key), ``file`` (a string), ``lr`` (a number or
+    null) and ``eigenvalues`` (a non-empty list of numbers) or ``trace`` (a number).
+    """
+
+    def check(obj: dict[str, Any]) -> str | None:
+        if not isinstance(obj.get("settings"), dict):
+            return "settings is not an object"
+        epochs = obj.get("epochs")
+        if not isinstance(epochs, dict):
+            return "epochs is not an object"
+        for key, rec in epochs.items():
+            reason = _check_record(what, key, rec)
+            if reason is not None:
+                return reason
+        return None
+
+    return check
+
+
+def _check_record(what: str, key: str, rec: Any) -> str | None:
+    where = f"epochs[{key[:20]!r}]"
+    if not (key.isascii() and key.isdigit() and len(key) <= 9):
+        return f"{where}: the key is not an epoch number"
+    if not isinstance(rec, dict):
+        return f"{where} is a {type(rec).__name__}, not an object"
+    if not is_int(rec.get("epoch")) or rec["epoch"] != int(key):
+        return f"{where}.epoch is not {int(key)}"
+    if not isinstance(rec.get("file"), str):
+        return f"{where}.file is not a string"
+    if rec.get("lr") is not None and not is_number(rec["lr"]):
+        return f"{where}.lr is not a number"
+    if what == "eigen":
+        eigs = rec.get("eigenvalues")
+        if not isinstance(eigs, list) or not eigs or not all(map(is_number, eigs)):
+            return f"{where}.eigenvalues is not a list of numbers"
+    elif not is_number(rec.get("trace")):
+        return f"{where}.trace is not a number"
+    return None
 
 
 def probe_over_training(
@@ -122,95 +154,47 @@ def probe_over_training(
     cache: bool = True,
     quiet: bool = True,
     plot: str | Path | None = None,
+    check_determinism: bool = True,
+    max_memory: int | str | None = "auto",
 ) -> dict[str, Any]:
     """Probe every epoch checkpoint of ``run_dir``; return ``{"epochs": [...], "settings", "cache"}``.
 
     ``what`` is ``"eigen"`` (settings: ``k, which, tol, samples, batch_size, batch_only,
-    mode, params, backend, seed``) or ``"trace"`` (``method, probes`` instead of
-    ``k, which, tol``). Each epoch's record holds the probe's numbers plus ``epoch``,
-    ``file`` and ``lr``; records come from the cache when the settings match.
+    mode, params, backend, seed`` and ``stop`` when not ``"auto"``) or ``"trace"``
+    (``method, probes`` instead of ``k, which, tol``). Each epoch's record holds the
+    probe's numbers plus ``epoch``, ``file`` and ``lr``; records come from the cache when
+    the settings match (a damaged cache gets a one-line notice and is recomputed).
+    ``check_determinism`` and ``max_memory`` (as in :func:`hessian_eigenvalues`) do not
+    change the numbers and are not part of the settings. Every epoch's weights and loss
+    are checked to be finite before its Hessian work.
     """
-    from ..problem import load_problem
-    from .lanczos import hessian_eigenvalues
-    from .trace import hessian_trace
-
     if what not in ("eigen", "trace"):
         raise SharpscopeError(f"what must be eigen or trace, got {what!r}")
     settings = dict(settings or {})
     run_dir = Path(run_dir)
     checkpoints = run_checkpoints(run_dir)
     cache_path = run_dir / "probes" / f"{what}.json"
-
-    def cached() -> dict[str, Any]:
-        if cache and cache_path.is_file():
-            try:
-                old = read_json(cache_path)
-            except SharpscopeError:
-                old = {}
-            if isinstance(old, dict) and old.get("settings") == _jsonable(settings):
-                return dict(old.get("epochs") or {})
-        return {}
+    load = dict(model=model, model_kwargs=model_kwargs, data=data, device=device)
+    extra = dict(check_determinism=check_determinism, max_memory=max_memory)
 
     from ..distributed import current
 
     ctx = current()  # distributed: rank 0 reads the cache, every rank skips the same epochs
-    stored: dict[str, Any] = ctx.run_on_main(cached) if ctx is not None else cached()
+
+    def read() -> dict[str, Any]:
+        return _cached_epochs(cache_path, what, settings) if cache else {}
+
+    stored: dict[str, Any] = ctx.run_on_main(read) if ctx is not None else read()
     reused = 0
     for epoch, path in progress(
         checkpoints, desc=f"{what} over training", quiet=quiet, unit="epoch"
     ):
         key = str(epoch)
-        if (
-            key in stored
-            and stored[key].get("file") == path.name
-            and stored[key].get("fingerprint") == _fingerprint(path)
-        ):
+        rec = stored.get(key)
+        if rec and rec.get("file") == path.name and rec.get("fingerprint") == _fingerprint(path):
             reused += 1
             continue
-        problem = load_problem(
-            path, model=model, model_kwargs=model_kwargs, data=data, device=device
-        )
-        batches = problem_batches(
-            problem,
-            samples=settings.get("samples", 4096),
-            batch_size=settings.get("batch_size", 512),
-            batch_only=settings.get("batch_only", False),
-            seed=settings.get("seed", 0),
-        )
-        common = dict(
-            params=settings.get("params"),
-            mode=settings.get("mode", "eval"),
-            backend=settings.get("backend", "auto"),
-            seed=settings.get("seed", 0),
-            quiet=True,
-        )
-        if what == "eigen":
-            res = hessian_eigenvalues(
-                problem.model,
-                problem.loss_fn,
-                batches,
-                k=settings.get("k", 1),
-                which=settings.get("which", "largest"),
-                tol=settings.get("tol", 1e-3),
-                **common,
-            ).to_dict()
-        else:
-            res = hessian_trace(
-                problem.model,
-                problem.loss_fn,
-                batches,
-                method=settings.get("method", "hutchinson"),
-                probes=settings.get("probes", 100),
-                **common,
-            ).to_dict()
-            res.pop("probe_values", None)
-        res.update(
-            epoch=epoch,
-            file=path.name,
-            fingerprint=_fingerprint(path),
-            lr=checkpoint_lr(problem.checkpoint),
-        )
-        stored[key] = res
+        stored[key] = _probe_epoch(epoch, path, what, settings, load, extra)
         if cache:
             atomic_write_json(cache_path, {"settings": settings, "epochs": stored})
     records = [stored[str(e)] for e, _ in checkpoints]
@@ -224,37 +208,110 @@ def probe_over_training(
         "computed": len(records) - reused,
     }
     if plot is not None:
-        from .plots import plot_over_training
-
-        epochs = [r["epoch"] for r in records]
-        lrs = [r.get("lr") for r in records]
-        if what == "eigen":
-            values = [max(r["eigenvalues"]) for r in records]
-            plot_over_training(
-                epochs,
-                values,
-                plot,
-                lrs=lrs,
-                label="lambda_max",
-                title=f"Top Hessian eigenvalue over training ({run_dir.name})",
-            )
-        else:
-            values = [r["trace"] for r in records]
-            plot_over_training(
-                epochs,
-                values,
-                plot,
-                lrs=None,
-                label="trace",
-                title=f"Hessian trace over training ({run_dir.name})",
-            )
+        _plot(records, what, plot, run_dir.name)
         out["plot"] = str(plot)
     return out
 
 
-def _jsonable(obj: Any) -> Any:
-    import json
+def _cached_epochs(cache_path: Path, what: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The cached records when the cache is valid and has the same settings, else ``{}``."""
+    from ..cache import read_cache_json
 
+    old = read_cache_json(cache_path, check_probe_cache(what))
+    if old is not None and old.get("settings") == _jsonable(settings):
+        return dict(old["epochs"])
+    return {}
+
+
+def _probe_epoch(
+    epoch: int,
+    path: Path,
+    what: str,
+    settings: dict[str, Any],
+    load: dict[str, Any],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """One epoch's record: the probe's numbers plus ``epoch``, ``file``, ``fingerprint``, ``lr``."""
+    from .lanczos import hessian_eigenvalues
+    from .trace import hessian_trace
+
+    mode = settings.get("mode", "eval")
+    problem, batches = probe_inputs(
+        path,
+        samples=settings.get("samples", 4096),
+        batch_size=settings.get("batch_size", 512),
+        batch_only=settings.get("batch_only", False),
+        seed=settings.get("seed", 0),
+        mode=mode,
+        **load,
+    )
+    common = dict(
+        params=settings.get("params"),
+        mode=mode,
+        backend=settings.get("backend", "auto"),
+        seed=settings.get("seed", 0),
+        quiet=True,
+        **extra,
+    )
+    if what == "eigen":
+        res = hessian_eigenvalues(
+            problem.model,
+            problem.loss_fn,
+            batches,
+            k=settings.get("k", 1),
+            which=settings.get("which", "largest"),
+            tol=settings.get("tol", 1e-3),
+            stop=settings.get("stop", "auto"),
+            **common,
+        ).to_dict()
+    else:
+        res = hessian_trace(
+            problem.model,
+            problem.loss_fn,
+            batches,
+            method=settings.get("method", "hutchinson"),
+            probes=settings.get("probes", 100),
+            **common,
+        ).to_dict()
+        res.pop("probe_values", None)
+    res.update(
+        epoch=epoch,
+        file=path.name,
+        fingerprint=_fingerprint(path),
+        lr=checkpoint_lr(problem.checkpoint),
+    )
+    return res
+
+
+def _plot(records: list[dict[str, Any]], what: str, plot: str | Path, run_name: str) -> None:
+    """Draw the value over training (``lambda_max`` against ``2 / lr``) and close the figure."""
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_over_training
+
+    epochs = [r["epoch"] for r in records]
+    if what == "eigen":
+        fig = plot_over_training(
+            epochs,
+            [max(r["eigenvalues"]) for r in records],
+            plot,
+            lrs=[r.get("lr") for r in records],
+            label="lambda_max",
+            title=f"Top Hessian eigenvalue over training ({run_name})",
+        )
+    else:
+        fig = plot_over_training(
+            epochs,
+            [r["trace"] for r in records],
+            plot,
+            lrs=None,
+            label="trace",
+            title=f"Hessian trace over training ({run_name})",
+        )
+    plt.close(fig)
+
+
+def _jsonable(obj: Any) -> Any:
     from ..utils import to_jsonable
 
     return json.loads(json.dumps(to_jsonable(obj)))

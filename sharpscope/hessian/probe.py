@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..cache import cache_notice, is_int, is_number, load_cache_json
-from ..errors import CheckpointError, NonFiniteLossError, SharpscopeError
-from .lanczos import _check_args, hessian_eigenvalues, layer_eigenvalues
-from .over_training import probe_over_training, problem_batches
+from ..errors import SharpscopeError
+from .inputs import check_finite_problem, probe_inputs
+from .lanczos import STOPS, _check_args, hessian_eigenvalues, layer_eigenvalues
+from .over_training import check_probe_cache, probe_over_training
 from .trace import TRACE_METHODS, hessian_trace
 
 __all__ = ["probe_eigen", "probe_trace", "probe_esd", "check_probe_cache", "check_finite_problem"]
@@ -35,57 +35,9 @@ def _check_common(*, mode: str, backend: str, samples: int | None, batch_size: i
         raise SharpscopeError(f"--batch-size must be at least 1, got {batch_size}")
 
 
-def _load(
-    path: Path, *, model: str | None, model_kwargs: dict | None, data: str | None, device: str
-) -> Any:
-    from ..problem import load_problem
-
-    if not Path(path).exists():
-        raise SharpscopeError(f"no such file: {path}")
-    return load_problem(path, model=model, model_kwargs=model_kwargs, data=data, device=device)
-
-
 def _check_plot_path(plot: Any) -> None:
     if plot is not None and Path(plot).suffix.lower() not in _FIGURE_SUFFIXES:
         raise SharpscopeError(f"--plot must end in .png, .pdf or .svg, got {plot}")
-
-
-def check_probe_cache(what: str) -> Any:
-    """The schema check of ``RUN/probes/<what>.json`` for :func:`sharpscope.cache.load_cache_json`.
-
-    Checks the type of every field that the run-folder probes, their table and their plot
-    use: ``settings`` an object; ``epochs`` an object of ``"<epoch>": record``; each record
-    with ``epoch`` (an int equal to its key), ``file`` (a string), ``lr`` (a number or
-    null) and ``eigenvalues`` (a non-empty list of numbers) or ``trace`` (a number).
-    """
-
-    def check(obj: dict[str, Any]) -> str | None:
-        if not isinstance(obj.get("settings"), dict):
-            return "settings is not an object"
-        epochs = obj.get("epochs")
-        if not isinstance(epochs, dict):
-            return "epochs is not an object"
-        for key, rec in epochs.items():
-            where = f"epochs[{key[:20]!r}]"
-            if not (key.isascii() and key.isdigit() and len(key) <= 9):
-                return f"{where}: the key is not an epoch number"
-            if not isinstance(rec, dict):
-                return f"{where} is a {type(rec).__name__}, not an object"
-            if not is_int(rec.get("epoch")) or rec["epoch"] != int(key):
-                return f"{where}.epoch is not {int(key)}"
-            if not isinstance(rec.get("file"), str):
-                return f"{where}.file is not a string"
-            if rec.get("lr") is not None and not is_number(rec["lr"]):
-                return f"{where}.lr is not a number"
-            if what == "eigen":
-                eigs = rec.get("eigenvalues")
-                if not isinstance(eigs, list) or not eigs or not all(map(is_number, eigs)):
-                    return f"{where}.eigenvalues is not a list of numbers"
-            elif not is_number(rec.get("trace")):
-                return f"{where}.trace is not a number"
-        return None
-
-    return check
 
 
 def _run_folder(
@@ -97,6 +49,7 @@ def _run_folder(
     write the same cache (the second gets one error naming the first). A damaged cache
     gets one notice and is removed under the lock: it is a miss and is recomputed.
     """
+    from ..cache import cache_notice, load_cache_json
     from ..distributed import is_main
     from ..utils import folder_lock
 
@@ -114,45 +67,26 @@ def _run_folder(
         return probe_over_training(path, what=what, settings=settings, plot=plot, **load)
 
 
-def check_finite_problem(
-    problem: Any, path: Path, batches: Any = None, *, mode: str = "eval"
-) -> None:
-    """Refuse, before any Hessian work, a model whose weights or loss are not finite.
-
-    A NaN or infinite parameter (or buffer, e.g. a BatchNorm running mean) makes every
-    Hessian-vector product NaN, which later checks would misreport (as non-determinism,
-    or as a failure to converge). ``batches``: also evaluate the loss at the centre (one
-    forward pass, no gradients; skipped in a distributed run, where ranks see other data).
-    """
-    import torch
-
-    from .._func import probe_mode
-    from ..distributed import current
-
-    count, first = 0, None
-    for name, tensor in problem.model.state_dict().items():
-        if torch.is_tensor(tensor) and (tensor.is_floating_point() or tensor.is_complex()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            if bad and first is None:
-                first = name
-            count += bad
-    if count:
-        raise CheckpointError(
-            f"{path} has {count} non-finite parameter value{'s' if count != 1 else ''} "
-            f"(first: {first}): its Hessian is undefined; probe an earlier checkpoint "
-            "(the training probably diverged)"
-        )
-    if batches is None or current() is not None:
-        return
-    with torch.no_grad(), probe_mode(problem.model, mode):
-        for i, (x, y) in enumerate(batches):
-            loss = problem.loss_fn(problem.model(x), y)
-            if not bool(torch.isfinite(loss).all()):
-                raise NonFiniteLossError(
-                    f"the loss of {path} at its own weights is {float(loss.sum())} on batch "
-                    f"{i} of the probe data ({mode} mode): its Hessian is undefined; check "
-                    "the data for NaN/inf values"
-                )
+def _data_settings(
+    *,
+    samples: int | None,
+    batch_size: int,
+    batch_only: bool,
+    mode: str,
+    params: str | None,
+    backend: str,
+    seed: int,
+) -> dict[str, Any]:
+    """The probe-data and product settings that the run-folder caches of eigen and trace key on."""
+    return dict(
+        samples=samples,
+        batch_size=batch_size,
+        batch_only=batch_only,
+        mode=mode,
+        params=params,
+        backend=backend,
+        seed=seed,
+    )
 
 
 def probe_eigen(
@@ -167,7 +101,10 @@ def probe_eigen(
     params: str | None = None,
     per_layer: bool = False,
     tol: float = 1e-3,
+    stop: str = "auto",
     max_products: int | None = None,
+    max_memory: int | str | None = "auto",
+    check_determinism: bool = True,
     backend: str = "auto",
     device: str = "auto",
     seed: int = 0,
@@ -179,41 +116,37 @@ def probe_eigen(
     plot: str | Path | None = None,
     quiet: bool = True,
 ) -> dict[str, Any]:
-    """Top/bottom Hessian eigenvalues of a checkpoint (or of every epoch of a run folder)."""
+    """Top/bottom Hessian eigenvalues of a checkpoint (or of every epoch of a run folder).
+
+    Arguments as in :func:`~sharpscope.hessian.hessian_eigenvalues` (``stop``,
+    ``max_memory``, ``check_determinism``) plus the probe data (``samples``,
+    ``batch_size``, ``batch_only``, ``seed``) and the files to write.
+    """
     _check_args(k, which, tol)
+    if stop not in STOPS:
+        raise SharpscopeError(f"--stop must be auto, residual or value, got {stop!r}")
     _check_common(mode=mode, backend=backend, samples=samples, batch_size=batch_size)
     _check_plot_path(plot)
     path = Path(path)
+    load = dict(model=model, model_kwargs=model_kwargs, data=data, device=device)
+    data_kw = dict(samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed)
+    kw = dict(which=which, mode=mode, tol=tol, stop=stop, max_products=max_products,
+              max_memory=max_memory, check_determinism=check_determinism, backend=backend,
+              seed=seed)  # fmt: skip
     if path.is_dir():
         if save_vectors_to is not None or per_layer or compare_pyhessian:
             raise SharpscopeError(
                 "--save-vectors, --per-layer and --compare-pyhessian need one checkpoint file, "
                 f"not the run folder {path}"
             )
-        settings = dict(
-            k=k,
-            which=which,
-            tol=tol,
-            samples=samples,
-            batch_size=batch_size,
-            batch_only=batch_only,
-            mode=mode,
-            params=params,
-            backend=backend,
-            seed=seed,
-        )
-        return _run_folder(
-            path, "eigen", settings, plot=plot, device=device, model=model,
-            model_kwargs=model_kwargs, data=data, quiet=quiet,
-        )  # fmt: skip
-    problem = _load(path, model=model, model_kwargs=model_kwargs, data=data, device=device)
-    batches = problem_batches(
-        problem, samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed
-    )
-    check_finite_problem(problem, path, batches, mode=mode)
-    kw = dict(
-        which=which, mode=mode, tol=tol, max_products=max_products, backend=backend, seed=seed
-    )
+        settings = dict(k=k, which=which, tol=tol, **_data_settings(
+            mode=mode, params=params, backend=backend, **data_kw))  # fmt: skip
+        if stop != "auto":  # the default keeps the caches written before --stop existed
+            settings["stop"] = stop
+        return _run_folder(path, "eigen", settings, plot=plot, quiet=quiet,
+                           check_determinism=check_determinism, max_memory=max_memory,
+                           **load)  # fmt: skip
+    problem, batches = probe_inputs(path, mode=mode, **data_kw, **load)
     res = hessian_eigenvalues(
         problem.model,
         problem.loss_fn,
@@ -252,22 +185,27 @@ def probe_eigen(
             "note": "power iteration with deflation, eval mode, largest eigenvalues",
         }
     if plot is not None:
-        from ..distributed import is_main
-        from .plots import plot_spectrum
-
-        if is_main():  # distributed runs: rank 0 writes the figure
-            import matplotlib.pyplot as plt
-
-            plt.close(
-                plot_spectrum(
-                    res.eigenvalues,
-                    plot,
-                    residuals=res.residuals,
-                    title=f"Top Hessian eigenvalues ({path.name}, {res.samples} samples)",
-                )
-            )
+        _plot_spectrum(res, plot, path)
         out["plot"] = str(plot)
     return out
+
+
+def _plot_spectrum(res: Any, plot: str | Path, path: Path) -> None:
+    """A stem plot of one checkpoint's eigenvalues (rank 0 of a distributed run writes it)."""
+    from ..distributed import is_main
+    from .plots import plot_spectrum
+
+    if is_main():
+        import matplotlib.pyplot as plt
+
+        plt.close(
+            plot_spectrum(
+                res.eigenvalues,
+                plot,
+                residuals=res.residuals,
+                title=f"Top Hessian eigenvalues ({path.name}, {res.samples} samples)",
+            )
+        )
 
 
 def probe_trace(
@@ -280,6 +218,8 @@ def probe_trace(
     batch_size: int = 512,
     mode: str = "eval",
     params: str | None = None,
+    check_determinism: bool = True,
+    max_memory: int | str | None = "auto",
     backend: str = "auto",
     device: str = "auto",
     seed: int = 0,
@@ -290,13 +230,12 @@ def probe_trace(
     plot: str | Path | None = None,
     quiet: bool = True,
 ) -> dict[str, Any]:
-    """Hessian trace (Hutchinson or Hutch++) of a checkpoint or of every epoch of a run folder."""
+    """Hessian trace (Hutchinson, Hutch++ or XTrace) of a checkpoint or of every epoch of a run folder."""
     if method not in TRACE_METHODS:
-        raise SharpscopeError(f"--method must be hutchinson or hutchpp, got {method!r}")
-    if probes < (3 if method == "hutchpp" else 2):
-        raise SharpscopeError(
-            f"--probes must be at least {3 if method == 'hutchpp' else 2}, got {probes}"
-        )
+        raise SharpscopeError(f"--method must be hutchinson, hutchpp or xtrace, got {method!r}")
+    least = {"hutchinson": 2, "hutchpp": 3, "xtrace": 4}[method]
+    if probes < least:
+        raise SharpscopeError(f"--probes must be at least {least}, got {probes}")
     _check_common(mode=mode, backend=backend, samples=samples, batch_size=batch_size)
     path = Path(path)
     if plot is not None and not path.is_dir():
@@ -304,31 +243,19 @@ def probe_trace(
             f"--plot draws the trace over training and needs a run folder; {path} is one "
             "checkpoint, whose trace is one number (use 'sharpscope esd --plot' for its spectrum)"
         )
+    load = dict(model=model, model_kwargs=model_kwargs, data=data, device=device)
+    data_kw = dict(samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed)
     if path.is_dir():
         if compare_pyhessian:
             raise SharpscopeError(
                 f"--compare-pyhessian needs one checkpoint file, not the run folder {path}"
             )
-        settings = dict(
-            method=method,
-            probes=probes,
-            samples=samples,
-            batch_size=batch_size,
-            batch_only=batch_only,
-            mode=mode,
-            params=params,
-            backend=backend,
-            seed=seed,
-        )
-        return _run_folder(
-            path, "trace", settings, plot=plot, device=device, model=model,
-            model_kwargs=model_kwargs, data=data, quiet=quiet,
-        )  # fmt: skip
-    problem = _load(path, model=model, model_kwargs=model_kwargs, data=data, device=device)
-    batches = problem_batches(
-        problem, samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed
-    )
-    check_finite_problem(problem, path, batches, mode=mode)
+        settings = dict(method=method, probes=probes, **_data_settings(
+            mode=mode, params=params, backend=backend, **data_kw))  # fmt: skip
+        return _run_folder(path, "trace", settings, plot=plot, quiet=quiet,
+                           check_determinism=check_determinism, max_memory=max_memory,
+                           **load)  # fmt: skip
+    problem, batches = probe_inputs(path, mode=mode, **data_kw, **load)
     res = hessian_trace(
         problem.model,
         problem.loss_fn,
@@ -340,6 +267,8 @@ def probe_trace(
         backend=backend,
         seed=seed,
         quiet=quiet,
+        check_determinism=check_determinism,
+        max_memory=max_memory,
     )
     out: dict[str, Any] = {"checkpoint": str(path), **res.to_dict()}
     if compare_pyhessian:
@@ -386,11 +315,10 @@ def probe_esd(
     _check_plot_path(plot)
     _check_common(mode=mode, backend=backend, samples=samples, batch_size=batch_size)
     t0 = time.perf_counter()
-    problem = _load(Path(path), model=model, model_kwargs=model_kwargs, data=data, device=device)
-    batches = problem_batches(
-        problem, samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed
-    )
-    check_finite_problem(problem, Path(path), batches, mode=mode)
+    problem, batches = probe_inputs(
+        Path(path), samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed,
+        mode=mode, model=model, model_kwargs=model_kwargs, data=data, device=device,
+    )  # fmt: skip
     res = spectral_density(
         problem.model,
         problem.loss_fn,
@@ -405,13 +333,14 @@ def probe_esd(
         quiet=quiet,
     )
     out: dict[str, Any] = {"checkpoint": str(path), **res.to_dict()}
+    title = f"Hessian spectral density ({Path(path).name})"
     if plot is not None:
         import matplotlib.pyplot as plt
 
-        plt.close(plot_density(res, plot, title=f"Hessian spectral density ({Path(path).name})"))
+        plt.close(plot_density(res, plot, title=title))
         out["plot"] = str(plot)
     if html is not None:
-        density_html(res, html, title=f"Hessian spectral density ({Path(path).name})")
+        density_html(res, html, title=title)
         out["html"] = str(html)
     out["total_seconds"] = time.perf_counter() - t0
     return out

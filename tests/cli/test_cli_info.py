@@ -302,7 +302,7 @@ def test_unexpected_exceptions_are_one_line_unless_debugging(
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     return subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 

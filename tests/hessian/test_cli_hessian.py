@@ -233,7 +233,7 @@ def test_run_folder_probes_every_epoch_and_reuses_cache(cli_runner, cli_app, tmp
         (["eigen", "{ck}", "--params", "nomatch_q"], "matches no parameter"),
         (["eigen", "{ck}", "--mode", "test"], "--mode must be eval or train"),
         (["eigen", "{missing}"], "no such file"),
-        (["trace", "{ck}", "--method", "exact"], "--method must be hutchinson or hutchpp"),
+        (["trace", "{ck}", "--method", "exact"], "--method must be hutchinson, hutchpp or xtrace"),
         (["trace", "{ck}", "--probes", "1"], "--probes must be at least 2"),
         (["esd", "{ck}", "--plot", "x.gif"], "--plot must end in"),
         (["esd", "{missing}"], "no such file"),
