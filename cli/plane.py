@@ -113,167 +113,169 @@ def _check_json(json_out: Path | None) -> None:
         check_writable(json_out, what="--json")
 
 
+@handles_errors
+def plane(
+    checkpoint: CheckpointArg,
+    rho: Annotated[float, typer.Option("--rho", help="XSAM's ascent radius.")] = 0.05,
+    rho_max: Annotated[
+        Optional[float],
+        typer.Option(
+            "--rho-max",
+            help="Radius of the slerp arc and of the worst-case ball (default 2 rho).",
+        ),
+    ] = None,
+    steps: Annotated[
+        int, typer.Option("--steps", "-k", help="Ascent steps k (each of length rho/k).")
+    ] = 1,
+    alpha_max: Annotated[
+        float, typer.Option("--alpha-max", help="Largest alpha on the arc.")
+    ] = 2.0,
+    alpha_step: Annotated[
+        float, typer.Option("--alpha-step", help="Spacing of the arc's alphas.")
+    ] = 0.1,
+    grid_range: Annotated[
+        str,
+        typer.Option(
+            "--range", help="Plane grid START:STOP:NUM for both axes (parameter distances)."
+        ),
+    ] = "-0.5:0.5:41",
+    out_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder (default plane-<checkpoint name>); resumes its grid.",
+        ),
+    ] = None,
+    html: Annotated[
+        bool, typer.Option("--html", help="Also write an interactive plane.html.")
+    ] = False,
+    worst_steps: Annotated[
+        int,
+        typer.Option(
+            "--worst-steps", help="Ascent steps per start for the worst point of the ball."
+        ),
+    ] = 30,
+    restarts: Annotated[
+        int, typer.Option("--restarts", help="Random starts for the worst point.")
+    ] = 2,
+    samples: SamplesOpt = 2048,
+    batch_size: BatchSizeOpt = 512,
+    mode: ModeOpt = "eval",
+    params: ParamsOpt = None,
+    model: ModelOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    data: DataOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    json_out: JsonOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """XSAM's v0-v1 plane: loss contour, slerp arc, SAM's and XSAM's points, the worst point of the ball."""
+    device, quiet = distributed_setup(device, quiet)
+    _check_json(json_out)
+    from sharpscope.sharpness.plane_probe import probe_plane
+
+    out = probe_plane(
+        checkpoint,
+        rho=rho,
+        rho_max=rho_max,
+        steps=steps,
+        alpha_max=alpha_max,
+        alpha_step=alpha_step,
+        grid_range=grid_range,
+        out_dir=out_dir,
+        html=html,
+        samples=samples,
+        batch_size=batch_size,
+        mode=mode,
+        worst_steps=worst_steps,
+        restarts=restarts,
+        params=params,
+        seed=seed,
+        model=model,
+        model_kwargs=parse_json_dict(model_kwargs) or None,
+        data=data,
+        device=device,
+        quiet=quiet or _to_stdout(json_out),
+    )
+    emit_json(json_out, out)
+    if not (quiet or _to_stdout(json_out)):
+        typer.echo(_plane_report(out))
+
+
+@handles_errors
+def sharpness_cmd(
+    checkpoint: CheckpointArg,
+    measure: Annotated[
+        str, typer.Option("--measure", "-m", help="worst, average, lambda_max or trace.")
+    ] = "worst",
+    rho: Annotated[
+        float,
+        typer.Option(
+            "--rho",
+            help="Ball radius (worst), noise scale (average), or the radius of the "
+            "second-order predictions (lambda_max, trace).",
+        ),
+    ] = 0.05,
+    norm: Annotated[str, typer.Option("--norm", help="l2 or linf.")] = "l2",
+    adaptive: Annotated[
+        bool,
+        typer.Option("--adaptive", help="Scale the perturbation element-wise by |theta| (ASAM)."),
+    ] = False,
+    steps: Annotated[int, typer.Option("--steps", help="Ascent steps per start (worst).")] = 20,
+    restarts: Annotated[
+        int,
+        typer.Option("--restarts", help="Random starts besides the gradient start (worst)."),
+    ] = 2,
+    draws: Annotated[
+        int, typer.Option("--draws", help="Noise draws (average) or Hutchinson probes (trace).")
+    ] = 64,
+    samples: SamplesOpt = 2048,
+    split: Annotated[str, typer.Option("--split", help="Data split: train or test.")] = "train",
+    batch_size: BatchSizeOpt = 512,
+    mode: ModeOpt = "eval",
+    params: ParamsOpt = None,
+    model: ModelOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    data: DataOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    json_out: JsonOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Sharpness of a checkpoint: worst-case or average-case loss increase in a rho-ball, lambda_max, trace."""
+    device, quiet = distributed_setup(device, quiet)
+    _check_json(json_out)
+    from sharpscope.sharpness.probe import probe_sharpness
+
+    out = probe_sharpness(
+        checkpoint,
+        measure=measure,
+        rho=rho,
+        norm=norm,
+        adaptive=adaptive,
+        mode=mode,
+        steps=steps,
+        restarts=restarts,
+        draws=draws,
+        samples=samples,
+        batch_size=batch_size,
+        split=split,
+        params=params,
+        seed=seed,
+        model=model,
+        model_kwargs=parse_json_dict(model_kwargs) or None,
+        data=data,
+        device=device,
+        quiet=quiet or _to_stdout(json_out),
+    )
+    emit_json(json_out, out)
+    if not (quiet or _to_stdout(json_out)):
+        typer.echo(_sharpness_report(out))
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("plane")
-    @handles_errors
-    def plane(
-        checkpoint: CheckpointArg,
-        rho: Annotated[float, typer.Option("--rho", help="XSAM's ascent radius.")] = 0.05,
-        rho_max: Annotated[
-            Optional[float],
-            typer.Option(
-                "--rho-max",
-                help="Radius of the slerp arc and of the worst-case ball (default 2 rho).",
-            ),
-        ] = None,
-        steps: Annotated[
-            int, typer.Option("--steps", "-k", help="Ascent steps k (each of length rho/k).")
-        ] = 1,
-        alpha_max: Annotated[
-            float, typer.Option("--alpha-max", help="Largest alpha on the arc.")
-        ] = 2.0,
-        alpha_step: Annotated[
-            float, typer.Option("--alpha-step", help="Spacing of the arc's alphas.")
-        ] = 0.1,
-        grid_range: Annotated[
-            str,
-            typer.Option(
-                "--range", help="Plane grid START:STOP:NUM for both axes (parameter distances)."
-            ),
-        ] = "-0.5:0.5:41",
-        out_dir: Annotated[
-            Optional[Path],
-            typer.Option(
-                "--out",
-                "-o",
-                help="Output folder (default plane-<checkpoint name>); resumes its grid.",
-            ),
-        ] = None,
-        html: Annotated[
-            bool, typer.Option("--html", help="Also write an interactive plane.html.")
-        ] = False,
-        worst_steps: Annotated[
-            int,
-            typer.Option(
-                "--worst-steps", help="Ascent steps per start for the worst point of the ball."
-            ),
-        ] = 30,
-        restarts: Annotated[
-            int, typer.Option("--restarts", help="Random starts for the worst point.")
-        ] = 2,
-        samples: SamplesOpt = 2048,
-        batch_size: BatchSizeOpt = 512,
-        mode: ModeOpt = "eval",
-        params: ParamsOpt = None,
-        model: ModelOpt = None,
-        model_kwargs: ModelKwargsOpt = None,
-        data: DataOpt = None,
-        device: DeviceOpt = "auto",
-        seed: SeedOpt = 0,
-        json_out: JsonOpt = None,
-        quiet: QuietOpt = False,
-    ) -> None:
-        """XSAM's v0-v1 plane: loss contour, slerp arc, SAM's and XSAM's points, the worst point of the ball."""
-        device, quiet = distributed_setup(device, quiet)
-        _check_json(json_out)
-        from sharpscope.plane import probe_plane
-
-        out = probe_plane(
-            checkpoint,
-            rho=rho,
-            rho_max=rho_max,
-            steps=steps,
-            alpha_max=alpha_max,
-            alpha_step=alpha_step,
-            grid_range=grid_range,
-            out_dir=out_dir,
-            html=html,
-            samples=samples,
-            batch_size=batch_size,
-            mode=mode,
-            worst_steps=worst_steps,
-            restarts=restarts,
-            params=params,
-            seed=seed,
-            model=model,
-            model_kwargs=parse_json_dict(model_kwargs) or None,
-            data=data,
-            device=device,
-            quiet=quiet or _to_stdout(json_out),
-        )
-        emit_json(json_out, out)
-        if not (quiet or _to_stdout(json_out)):
-            typer.echo(_plane_report(out))
-
-    @app.command("sharpness")
-    @handles_errors
-    def sharpness_cmd(
-        checkpoint: CheckpointArg,
-        measure: Annotated[
-            str, typer.Option("--measure", "-m", help="worst, average, lambda_max or trace.")
-        ] = "worst",
-        rho: Annotated[
-            float,
-            typer.Option(
-                "--rho",
-                help="Ball radius (worst), noise scale (average), or the radius of the "
-                "second-order predictions (lambda_max, trace).",
-            ),
-        ] = 0.05,
-        norm: Annotated[str, typer.Option("--norm", help="l2 or linf.")] = "l2",
-        adaptive: Annotated[
-            bool,
-            typer.Option(
-                "--adaptive", help="Scale the perturbation element-wise by |theta| (ASAM)."
-            ),
-        ] = False,
-        steps: Annotated[int, typer.Option("--steps", help="Ascent steps per start (worst).")] = 20,
-        restarts: Annotated[
-            int,
-            typer.Option("--restarts", help="Random starts besides the gradient start (worst)."),
-        ] = 2,
-        draws: Annotated[
-            int, typer.Option("--draws", help="Noise draws (average) or Hutchinson probes (trace).")
-        ] = 64,
-        samples: SamplesOpt = 2048,
-        split: Annotated[str, typer.Option("--split", help="Data split: train or test.")] = "train",
-        batch_size: BatchSizeOpt = 512,
-        mode: ModeOpt = "eval",
-        params: ParamsOpt = None,
-        model: ModelOpt = None,
-        model_kwargs: ModelKwargsOpt = None,
-        data: DataOpt = None,
-        device: DeviceOpt = "auto",
-        seed: SeedOpt = 0,
-        json_out: JsonOpt = None,
-        quiet: QuietOpt = False,
-    ) -> None:
-        """Sharpness of a checkpoint: worst-case or average-case loss increase in a rho-ball, lambda_max, trace."""
-        device, quiet = distributed_setup(device, quiet)
-        _check_json(json_out)
-        from sharpscope.sharpness import probe_sharpness
-
-        out = probe_sharpness(
-            checkpoint,
-            measure=measure,
-            rho=rho,
-            norm=norm,
-            adaptive=adaptive,
-            mode=mode,
-            steps=steps,
-            restarts=restarts,
-            draws=draws,
-            samples=samples,
-            batch_size=batch_size,
-            split=split,
-            params=params,
-            seed=seed,
-            model=model,
-            model_kwargs=parse_json_dict(model_kwargs) or None,
-            data=data,
-            device=device,
-            quiet=quiet or _to_stdout(json_out),
-        )
-        emit_json(json_out, out)
-        if not (quiet or _to_stdout(json_out)):
-            typer.echo(_sharpness_report(out))
+    """Add ``plane`` and ``sharpness`` to the application."""
+    app.command("plane")(plane)
+    app.command("sharpness")(sharpness_cmd)

@@ -13,7 +13,7 @@ from torch import nn
 
 from sharpscope.errors import SharpscopeError
 from sharpscope.optim.geometry import global_dot, global_norm
-from sharpscope.plane import plane_basis, plot_plane, xsam_plane
+from sharpscope.sharpness import plane_basis, plot_plane, xsam_plane
 
 
 class Quadratic(nn.Module):
