@@ -21,7 +21,7 @@ import torch
 
 from sharpscope.checkpoint import load_checkpoint
 from sharpscope.errors import DataError, NonFiniteLossError, SharpscopeError
-from sharpscope.train import train
+from sharpscope.training import train
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +93,7 @@ def test_force_restores_the_old_run_when_the_first_checkpoint_fails(tmp_path, mo
     out = tmp_path / "run"
     train(**QUICK, epochs=2, out=out)
     before = _snapshot(out)
-    import sharpscope.train as tm
+    import sharpscope.training.run as tm
 
     def full_disk(*a, **k):
         from sharpscope.errors import DiskFullError

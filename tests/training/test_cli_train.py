@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-import sharpscope.train as train_mod
+import sharpscope.training as train_mod
 
 
 @pytest.fixture(autouse=True)

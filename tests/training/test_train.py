@@ -10,7 +10,7 @@ import torch
 
 from sharpscope.checkpoint import load_checkpoint
 from sharpscope.errors import NonFiniteLossError, SharpscopeError
-from sharpscope.train import lr_factor, train
+from sharpscope.training import lr_factor, train
 
 
 @pytest.fixture(autouse=True)
