@@ -91,6 +91,8 @@ class PlaneSettings:
         if not isinstance(self.restarts, int) or self.restarts < 0:
             raise SharpscopeError(f"restarts must be 0 or more, got {self.restarts!r}")
         axes = _plane_axes(self.grid, self.axes)
+        if self.mode not in ("eval", "train"):
+            raise SharpscopeError(f"mode must be 'eval' or 'train', got {self.mode!r}")
         for name, value in (
             ("rho", rho),
             ("rho_max", rho_max),
