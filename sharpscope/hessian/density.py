@@ -166,9 +166,8 @@ def slq_density(
             b = torch.linalg.vector_norm(W, dim=0).double().cpu().numpy()
             scale = np.abs(alpha[:, : j + 1]).max(axis=1)
             stop = active & (b <= 1e3 * eps * np.maximum(scale, 1e-300))
-            length[stop] = (
-                j + 1
-            )  # invariant subspace: the quadrature is exact for this start vector
+            # invariant subspace: the quadrature is exact for this start vector
+            length[stop] = j + 1
             active &= ~stop
             if not active.any():
                 break
@@ -183,22 +182,7 @@ def slq_density(
     finally:
         if bar is not None:
             bar.close()
-    all_nodes, all_weights = [], []
-    for i in range(r):
-        n_i = int(length[i])
-        T = (
-            np.diag(alpha[i, :n_i])
-            + np.diag(beta[i, : n_i - 1], 1)
-            + np.diag(beta[i, : n_i - 1], -1)
-        )
-        theta, S = np.linalg.eigh(T)
-        nodes = np.full(m, theta[-1])
-        weights = np.zeros(m)
-        nodes[:n_i] = theta
-        weights[:n_i] = S[0] ** 2
-        all_nodes.append(nodes)
-        all_weights.append(weights)
-    nodes, weights = np.array(all_nodes), np.array(all_weights)
+    nodes, weights = _quadrature(alpha, beta, length, m)
     grid, dens, sig = broaden(nodes, weights, sigma=sigma, grid_points=grid_points)
     return DensityResult(
         nodes=nodes,
@@ -216,6 +200,29 @@ def slq_density(
         device=str(op.device),
         dim=op.dim,
     )
+
+
+def _quadrature(
+    alpha: np.ndarray, beta: np.ndarray, length: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss quadrature nodes ``theta_i`` and weights ``S_{1i}^2`` of each run's tridiagonal
+    ``T`` (a run stopped early pads with zero weights at its top node)."""
+    all_nodes, all_weights = [], []
+    for i in range(len(length)):
+        n_i = int(length[i])
+        T = (
+            np.diag(alpha[i, :n_i])
+            + np.diag(beta[i, : n_i - 1], 1)
+            + np.diag(beta[i, : n_i - 1], -1)
+        )
+        theta, S = np.linalg.eigh(T)
+        nodes = np.full(m, theta[-1])
+        weights = np.zeros(m)
+        nodes[:n_i] = theta
+        weights[:n_i] = S[0] ** 2
+        all_nodes.append(nodes)
+        all_weights.append(weights)
+    return np.array(all_nodes), np.array(all_weights)
 
 
 def spectral_density(

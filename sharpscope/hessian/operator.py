@@ -18,22 +18,15 @@ Two product backends:
   models ``torch.func`` cannot trace. With a single batch the gradient graph is
   kept and reused for every product, as PyHessian does.
 
-``auto`` times a few products of each on the device and keeps the faster. The
-products spent timing are counted in ``hvp_count`` (and reported by the first
-estimator that runs on the operator); the choice is cached in the process and in a
-small JSON file (``~/.cache/sharpscope/backend.json``, or ``$SHARPSCOPE_CACHE_DIR``),
-keyed by device, model class, mode, dtype, parameter shapes and batch shape, so later
-calls pay nothing. The file is read as untrusted data: anything malformed is ignored.
+``auto`` times a few products of each on the device and keeps the faster (counted in
+``hvp_count``, reported by the first estimator that runs); the choice is cached, see
+:mod:`sharpscope.hessian.backends`. Kernels: :mod:`~sharpscope.hessian.products`;
+checks: :mod:`~sharpscope.hessian.checks`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,103 +34,21 @@ import torch
 from torch import nn
 
 from .._func import params_dict, probe_mode, select_parameters
-from ..errors import NonFiniteLossError, SharpscopeError
+from ..errors import SharpscopeError
+from . import products
+from .backends import backend_cache_path, clear_backend_cache, time_backends
+from .checks import _active_dropout
 
-__all__ = ["HessianOperator", "BACKENDS", "clear_backend_cache", "backend_cache_path"]
+__all__ = [
+    "HessianOperator",
+    "BACKENDS",
+    "clear_backend_cache",
+    "backend_cache_path",
+    "time_backends",
+]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 BACKENDS = ("auto", "forward", "double")
-_BACKEND_CACHE: dict[tuple, tuple[str, int]] = {}
-_DROPOUT_TYPES = (
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Dropout3d,
-    nn.AlphaDropout,
-    nn.FeatureAlphaDropout,
-)
-
-
-_CACHE_VERSION = 1
-_CACHE_MAX_ENTRIES = 256
-_MAX_BLOCK = 1 << 16
-
-
-def backend_cache_path() -> Path:
-    """The JSON file where ``auto`` keeps its backend choices across processes."""
-    root = os.environ.get("SHARPSCOPE_CACHE_DIR")
-    if root:
-        return Path(root) / "backend.json"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "sharpscope" / "backend.json"
-
-
-def _read_disk_cache() -> dict[str, dict[str, Any]]:
-    """The valid entries of the cache file; an absent, unreadable or malformed file gives ``{}``."""
-    try:
-        raw = backend_cache_path().read_text(encoding="utf-8")
-        data = json.loads(raw)
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
-        return {}
-    entries = data.get("entries")
-    if not isinstance(entries, dict):
-        return {}
-    return {k: v for k, v in entries.items() if isinstance(k, str) and _valid_entry(v)}
-
-
-def _valid_entry(v: Any) -> bool:
-    return (
-        isinstance(v, dict)
-        and v.get("backend") in ("forward", "double")
-        and type(v.get("block_size")) is int
-        and 1 <= v["block_size"] <= _MAX_BLOCK
-    )
-
-
-def _write_disk_cache(key: str, backend: str, block: int) -> None:
-    """Record one choice (best effort: a read-only or full cache folder is not an error)."""
-    from ..utils import atomic_write_json
-
-    entries = _read_disk_cache()
-    entries.pop(key, None)
-    entries[key] = {"backend": backend, "block_size": int(block)}
-    while len(entries) > _CACHE_MAX_ENTRIES:
-        entries.pop(next(iter(entries)))
-    path = backend_cache_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, {"version": _CACHE_VERSION, "entries": entries})
-    except (OSError, SharpscopeError):
-        pass
-
-
-def clear_backend_cache(*, disk: bool = True) -> None:
-    """Forget the backends ``auto`` chose: in this process and (``disk=True``) in the cache file."""
-    _BACKEND_CACHE.clear()
-    if disk:
-        try:
-            backend_cache_path().unlink()
-        except OSError:
-            pass
-
-
-def _available_memory(device: torch.device) -> int:
-    """Bytes free for new tensors on ``device`` (CUDA: ``mem_get_info``; CPU: MemAvailable)."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
 
 
 def _is_batch(obj: Any) -> bool:
@@ -147,14 +58,6 @@ def _is_batch(obj: Any) -> bool:
         and isinstance(obj[0], torch.Tensor)
         and isinstance(obj[1], torch.Tensor)
     )
-
-
-def _active_dropout(model: nn.Module) -> list[str]:
-    return [
-        f"{name} ({type(m).__name__})" if name else type(m).__name__
-        for name, m in model.named_modules()
-        if isinstance(m, _DROPOUT_TYPES) and m.training and float(getattr(m, "p", 0.0)) > 0
-    ]
 
 
 class HessianOperator:
@@ -275,7 +178,7 @@ class HessianOperator:
                 self.num_samples = int(self.dist.all_reduce(count)[0])
         else:
             if self.dist is not None:
-                self._data = _RankShare(data, self.dist.rank, self.dist.world_size)
+                self._data = products.RankShare(data, self.dist.rank, self.dist.world_size)
             self.num_samples = None
         self.hvp_count = 0
         self.setup_products = 0  # products spent choosing the backend, not yet reported
@@ -314,7 +217,7 @@ class HessianOperator:
             return self.block_size
         if self._memory_budget is None:
             self._memory_budget = (
-                _available_memory(self.device) // 2
+                products.available_memory(self.device) // 2
                 if self.max_memory == "auto"
                 else int(self.max_memory)
             )
@@ -329,24 +232,7 @@ class HessianOperator:
         gradients and its tangents) and of the parameters.
         """
         if self._vector_bytes is None:
-            x, y = next(iter(self.batches()))
-            total = [x.numel() * x.element_size()]
-
-            def hook(_m, _i, out):
-                for t in out if isinstance(out, (tuple, list)) else (out,):
-                    if isinstance(t, torch.Tensor):
-                        total.append(t.numel() * t.element_size())
-
-            leaves = [m for m in self.model.modules() if not list(m.children())]
-            handles = [m.register_forward_hook(hook) for m in leaves]
-            try:
-                with torch.no_grad(), probe_mode(self.model, self.mode):
-                    self._loss(self._params, x, y)
-            finally:
-                for h in handles:
-                    h.remove()
-            elem = torch.finfo(self.dtype).bits // 8
-            self._vector_bytes = int(4 * sum(total) + 4 * self.dim * elem)
+            self._vector_bytes = products.vector_bytes(self)
         return self._vector_bytes
 
     @property
@@ -485,67 +371,15 @@ class HessianOperator:
     def _forward_products(
         self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
     ) -> torch.Tensor:
-        from torch.func import grad, jvp, vmap
-
-        base = self._params
-        sizes, names = self._sizes, self.names
-
-        def hvp_one(vec: torch.Tensor) -> torch.Tensor:
-            tangent = {
-                n: t.view(self.shapes[n])
-                for n, t in zip(names, torch.split(vec, sizes), strict=False)
-            }
-            _, out = jvp(grad(lambda p: self._loss(p, x, y)), (base,), (tangent,))
-            return torch.cat([out[n].reshape(-1) for n in names])
-
-        try:
-            with torch.no_grad():
-                if rows.shape[0] == 1:
-                    return hvp_one(rows[0]).unsqueeze(0)
-                return vmap(hvp_one)(rows)
-        except RuntimeError as exc:
-            if "randomness" in str(exc):
-                raise SharpscopeError(
-                    "Hessian products are random: the model uses random operations "
-                    f"({', '.join(_active_dropout(self.model)) or 'e.g. Dropout'}) in {self.mode} mode; "
-                    "use --mode eval"
-                ) from exc
-            raise
+        return products.forward_products(self, x, y, rows)
 
     def _gradient_graph(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], tuple]:
-        with torch.enable_grad():
-            leaves = {n: t.detach().requires_grad_(True) for n, t in self._params.items()}
-            loss = self._loss(leaves, x, y)
-            inputs = list(leaves.values())
-            grads = torch.autograd.grad(loss, inputs, create_graph=True, allow_unused=True)
-        return inputs, grads
+        return products.gradient_graph(self, x, y)
 
     def _double_products(
         self, graph: tuple[list[torch.Tensor], tuple], rows: torch.Tensor, *, retain: bool
     ) -> torch.Tensor:
-        inputs, grads = graph
-        live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
-        out = torch.zeros_like(rows)
-        if not live:
-            return out
-        outputs = [grads[i] for i in live]
-        for j in range(rows.shape[0]):
-            parts = list(torch.split(rows[j], self._sizes))
-            tangents = [parts[i].view_as(grads[i]) for i in live]
-            hv = torch.autograd.grad(
-                outputs,
-                inputs,
-                grad_outputs=tangents,
-                retain_graph=retain or j < rows.shape[0] - 1,
-                allow_unused=True,
-            )
-            out[j] = torch.cat(
-                [
-                    (h if h is not None else torch.zeros_like(p)).reshape(-1)
-                    for h, p in zip(hv, inputs, strict=False)
-                ]
-            )
-        return out
+        return products.double_products(self, graph, rows, retain=retain)
 
     def _caches_graph(self) -> bool:
         """Whether double-backward products reuse one retained graph (one fixed batch, no dropout)."""
@@ -564,86 +398,16 @@ class HessianOperator:
         "Hessian" a different matrix at each product, which silently breaks Lanczos.
         Returns the vector ``v``; ``self.last_check`` keeps ``(v, H v)`` so that Lanczos
         can start from ``v`` and reuse the product. Costs two products.
+        See :func:`sharpscope.hessian.checks.check_determinism`.
         """
-        if rtol is None:
-            rtol = 1e-10 if self.dtype == torch.float64 else 1e-4
-        g = torch.Generator().manual_seed(int(seed) + 7919)
-        v = torch.randn(self.dim, generator=g, dtype=torch.float64).to(self.device, self.dtype)
-        self._record_fingerprint = True
-        try:
-            a = self.matvec(v)
-            first_print = self._fingerprint
-            b = self.matvec(v)
-            second_print = self._fingerprint
-        finally:
-            self._record_fingerprint = False
-        if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
-            raise NonFiniteLossError(self._nonfinite_cause())
-        scale = float(torch.linalg.vector_norm(a)) + float(torch.finfo(self.dtype).tiny)
-        diff = float(torch.linalg.vector_norm(a - b)) / scale
-        if not np.isfinite(diff) or diff > rtol:
-            dropout = _active_dropout(self.model) if self.mode == "train" else []
-            if self.mode == "train" and not dropout:
-                with probe_mode(self.model, "train"):
-                    dropout = _active_dropout(self.model)
-            if dropout:
-                cause = f"the model has Dropout active in train mode ({', '.join(dropout[:3])}); use mode eval"
-            elif (
-                first_print is not None
-                and second_print is not None
-                and (
-                    len(first_print) != len(second_print)
-                    or any(
-                        not torch.equal(p, q)
-                        for p, q in zip(first_print, second_print, strict=False)
-                    )
-                )
-            ):
-                cause = "the batches change between passes (random augmentation or shuffling?)"
-            else:
-                cause = "the model or the data path is not deterministic"
-            raise SharpscopeError(
-                f"Hessian products with the same vector differ by {diff:.3g} (relative): {cause}"
-            )
-        self.last_check = (v, a)
-        self.checked = True
-        return v
+        from .checks import check_determinism
+
+        return check_determinism(self, seed=seed, rtol=rtol)
 
     def _nonfinite_cause(self) -> str:
-        """One line saying why a product is not finite: parameters, loss or the product itself."""
-        bad = {n: int((~torch.isfinite(t)).sum()) for n, t in self._params.items()}
-        bad = {n: c for n, c in bad.items() if c}
-        if bad:
-            count = sum(bad.values())
-            names = ", ".join(f"{n} ({c})" for n, c in list(bad.items())[:3])
-            more = f" and {len(bad) - 3} more tensors" if len(bad) > 3 else ""
-            return (
-                f"the loss/Hessian product is not finite ({count} non-finite parameters "
-                f"of {self.dim}: {names}{more}); the checkpoint holds NaN/Inf weights"
-            )
-        bad_inputs = 0
-        with torch.no_grad(), probe_mode(self.model, self.mode):
-            for x, y in self.batches():
-                if x.is_floating_point():
-                    bad_inputs += int((~torch.isfinite(x)).sum())
-                if bad_inputs:
-                    continue
-                loss = self._loss(self._params, x, y)
-                if not bool(torch.isfinite(loss).all()):
-                    return (
-                        f"the loss/Hessian product is not finite (0 non-finite parameters; "
-                        f"the loss is {float(loss.detach().double().mean())} on a batch of {len(y)} "
-                        "samples): check the loss and the labels"
-                    )
-        if bad_inputs:
-            return (
-                f"the loss/Hessian product is not finite (0 non-finite parameters; the data "
-                f"holds {bad_inputs} non-finite input values): clean the data"
-            )
-        return (
-            "the loss/Hessian product is not finite (0 non-finite parameters, finite data "
-            "and loss): the second derivatives overflow; try a float64 model"
-        )
+        from .checks import nonfinite_cause
+
+        return nonfinite_cause(self)
 
     def take_setup_products(self) -> int:
         """Products spent choosing the backend that no result has reported yet (then 0)."""
@@ -664,24 +428,9 @@ class HessianOperator:
         )
 
     def _choose_backend(self) -> str:
-        key = self._backend_key()
-        disk_key = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
-        if key not in _BACKEND_CACHE:
-            entry = _read_disk_cache().get(disk_key)
-            if entry is not None:
-                _BACKEND_CACHE[key] = (entry["backend"], entry["block_size"])
-        if key in _BACKEND_CACHE:
-            backend, self.block_size = _BACKEND_CACHE[key]
-            return backend
-        before = self.hvp_count
-        self.timings = time_backends(self)
-        self.setup_products += self.hvp_count - before
-        choice = min(self.timings, key=self.timings.get)
-        if choice == "forward":
-            self.block_size = 1
-        _BACKEND_CACHE[key] = (choice.split("-")[0], self.block_size)
-        _write_disk_cache(disk_key, *_BACKEND_CACHE[key])
-        return _BACKEND_CACHE[key][0]
+        from .backends import choose_backend
+
+        return choose_backend(self)
 
     # ------------------------------------------------------------------ export
     def to_scipy(self):
@@ -699,66 +448,3 @@ class HessianOperator:
             rmatvec=lambda x: mm(x).reshape(-1),
             dtype=np.float64,
         )
-
-
-class _RankShare:
-    """Every ``world``-th batch of a re-iterable, starting at ``rank`` (one rank's share)."""
-
-    def __init__(self, data: Iterable[Any], rank: int, world: int) -> None:
-        self.data, self.rank, self.world = data, rank, world
-
-    def __iter__(self):
-        for i, b in enumerate(self.data):
-            if i % self.world == self.rank:
-                yield b
-
-
-def time_backends(op: HessianOperator, *, max_seconds: float = 0.2) -> dict[str, float]:
-    """Seconds per product of each backend, timed on (part of) the first batch.
-
-    Every timed product (on up to 64/256 samples) is added to ``op.hvp_count``.
-    Keys: ``double``, ``forward`` (one ``jvp`` per vector) and, on GPUs,
-    ``forward-block`` (a ``vmap`` block of ``op.block_size`` vectors, per vector).
-    On CPUs vmapped blocks cost more per vector than single products (ANCHORS.md), so
-    they are not timed there. Each candidate runs once to warm up, then until
-    ``max_seconds`` or three repeats.
-    """
-    x, y = next(iter(op.batches()))
-    cuda = op.device.type == "cuda"
-    cap = 256 if cuda else 64
-    x, y = x[:cap], y[:cap]
-    rows1 = torch.randn(1, op.dim, device=op.device, dtype=op.dtype)
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-
-    def clock(fn, products: int = 1) -> float:
-        fn()  # warm-up
-        op.hvp_count += products
-        sync()
-        times = []
-        while len(times) < 3 and sum(times) < max_seconds:
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times.append(time.perf_counter() - t0)
-            op.hvp_count += products
-        return min(times)
-
-    with probe_mode(op.model, op.mode):
-        if op._caches_graph():  # one fixed batch: products reuse one retained gradient graph
-            graph = op._gradient_graph(x, y)
-            t_double = clock(lambda: op._double_products(graph, rows1, retain=True))
-            del graph
-        else:
-            t_double = clock(
-                lambda: op._double_products(op._gradient_graph(x, y), rows1, retain=False)
-            )
-        try:
-            t_forward = clock(lambda: op._forward_products(x, y, rows1))
-        except Exception:  # noqa: BLE001 - a model torch.func cannot trace: use double backward
-            return {"double": t_double}
-        out = {"double": t_double, "forward": t_forward}
-        vb = op.vmap_block if cuda else 1
-        if vb > 1 and t_forward < 2.0 * t_double:
-            rows = torch.randn(vb, op.dim, device=op.device, dtype=op.dtype)
-            out["forward-block"] = clock(lambda: op._forward_products(x, y, rows), vb) / vb
-    return out
