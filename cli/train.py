@@ -210,6 +210,8 @@ def _summary_text(result: Any, summary: dict[str, Any]) -> str:
     """The two lines printed after a run."""
     f = result.final
     alpha_txt = f", alpha {f['alpha']:g}" if f.get("alpha") is not None else ""
+    if f.get("perplexity") is not None:
+        alpha_txt = f", perplexity {f['perplexity']:.4g}{alpha_txt}"
     test_txt = (
         "test: no test data"
         if f.get("test_loss") is None

@@ -13,11 +13,13 @@ import torch
 from ..data import iterate_batches
 from ..errors import NonFiniteLossError, SharpscopeError
 from ..utils import progress
-from .evaluate import evaluate, non_finite_weights
+from .evaluate import evaluate, non_finite_weights, perplexity, prediction_counts
 from .result import NO_TEST_DATA
 from .run import Run
 
-__all__ = ["check_world", "rank_batches", "train_epoch"]
+__all__ = ["TOKEN_LOSSES", "check_world", "rank_batches", "train_epoch"]
+
+TOKEN_LOSSES = ("sequence_cross_entropy",)  # losses whose metrics include perplexity
 
 
 def rank_batches(
@@ -133,8 +135,9 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
     if run.is_xsam:
         run.opt.new_epoch()
     lr_now = float(run.opt.param_groups[0]["lr"])
+    # per-sample loss sum, correct and counted predictions, per-counted-target loss sum
     tot_loss = torch.zeros((), dtype=torch.float64, device=dev)
-    correct = torch.zeros((), dtype=torch.int64, device=dev)
+    counts = torch.zeros(3, dtype=torch.float64, device=dev)
     seen = 0
     bar = progress(
         _batches(run),
@@ -151,20 +154,23 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
         run.sched.step()
         n = len(yb)
         seen += n
-        tot_loss += loss_t.detach().double() * n
-        correct += (logits.detach().argmax(-1) == yb).sum()
+        loss_d = loss_t.detach().double()
+        tot_loss += loss_d * n
+        correct, counted = prediction_counts(logits.detach(), yb)
+        counts += torch.stack([correct.double(), counted.double(), loss_d * counted])
         if _show(run, bar) and (step % 10 == 0 or step == run.steps_per_epoch):
-            bar.set_postfix(
-                loss=f"{float(tot_loss) / seen:.4f}", acc=f"{float(correct) / seen:.3f}"
-            )
+            acc = float(counts[0]) / max(1.0, float(counts[1]))
+            bar.set_postfix(loss=f"{float(tot_loss) / seen:.4f}", acc=f"{acc:.3f}")
     if ctx is not None:  # whole-epoch numbers; rank 0's BatchNorm statistics everywhere
         n_seen = torch.tensor(float(seen), device=dev).double()
-        sums = ctx.all_reduce(torch.stack([tot_loss, correct.double(), n_seen]))
-        tot_loss, correct, seen = sums[0], sums[1], int(sums[2])
+        sums = ctx.all_reduce(torch.cat([torch.stack([tot_loss, n_seen]), counts]))
+        tot_loss, seen, counts = sums[0], int(sums[1]), sums[2:]
         for buf in run.net.buffers():
             ctx.broadcast_(buf)
-    train_loss, train_acc = float(tot_loss) / max(1, seen), float(correct) / max(1, seen)
-    test_loss, test_acc = evaluate(
+    train_loss = float(tot_loss) / max(1, seen)
+    counted = max(1.0, float(counts[1]))
+    train_acc, train_token_loss = float(counts[0]) / counted, float(counts[2]) / counted
+    test = evaluate(
         run.net,
         run.loss_fn,
         run.splits.x_test,
@@ -174,6 +180,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
         bf16=s.bf16,
         ctx=ctx,
     )
+    test_loss, test_acc = test.loss, test.acc
     _check_epoch(run, epoch, lr_now, train_loss, test_loss)
     record: dict[str, Any] = {
         "epoch": epoch,
@@ -184,6 +191,9 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
         "test_acc": test_acc,
         "seconds": time.perf_counter() - t0,
     }
+    if s.loss in TOKEN_LOSSES:  # exp of the mean cross-entropy per counted token
+        record["train_perplexity"] = perplexity(train_token_loss)
+        record["perplexity"] = perplexity(test.token_loss)
     if run.is_xsam:
         record["alpha"] = run.opt.alpha
     if _show(run, bar):

@@ -3,9 +3,10 @@ that fit the model, finite weights, bfloat16 autocast."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -13,7 +14,52 @@ from torch import nn
 from ..data import DataSplits, iterate_batches
 from ..errors import SharpscopeError
 
-__all__ = ["autocast", "check_bf16", "check_labels", "evaluate", "non_finite_weights"]
+__all__ = [
+    "IGNORE_INDEX",
+    "SplitMetrics",
+    "autocast",
+    "check_bf16",
+    "check_labels",
+    "evaluate",
+    "non_finite_weights",
+    "perplexity",
+    "prediction_counts",
+]
+
+IGNORE_INDEX = -100  # the target of a sequence position that no loss or accuracy counts
+
+
+class SplitMetrics(NamedTuple):
+    """A split's mean loss (per sample), accuracy (per counted target) and mean loss per
+    counted target (for a token loss: the mean token cross-entropy); all None when empty."""
+
+    loss: float | None
+    acc: float | None
+    token_loss: float | None
+
+
+def prediction_counts(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(correct, counted)`` predictions of a batch, as tensors.
+
+    Every target element counts: one per sample for ``(B, C)`` outputs, one per token for
+    sequence outputs ``(B, T, V)`` with ``(B, T)`` targets, except the positions whose
+    target is ``ignore_index`` (-100), which no loss counts either.
+    """
+    hit = out.argmax(-1) == y
+    if out.ndim >= 3 and not y.is_floating_point():
+        keep = y != IGNORE_INDEX
+        return (hit & keep).sum(), keep.sum()
+    return hit.sum(), torch.tensor(y.numel(), device=y.device)
+
+
+def perplexity(mean_ce: float | None) -> float | None:
+    """``exp(mean token cross-entropy)`` (``inf`` when it overflows; None for None)."""
+    if mean_ce is None:
+        return None
+    try:
+        return math.exp(mean_ce)
+    except OverflowError:
+        return math.inf
 
 
 def autocast(device: torch.device, bf16: bool) -> Any:
@@ -51,29 +97,31 @@ def evaluate(
     device: torch.device,
     bf16: bool,
     ctx: Any = None,
-) -> tuple[float | None, float | None]:
-    """Mean loss and accuracy on ``(x, y)``; ``(None, None)`` for an empty split (no test data)."""
+) -> SplitMetrics:
+    """Mean loss and accuracy on ``(x, y)`` (see :class:`SplitMetrics`); all None for an empty
+    split (no test data)."""
     n = len(y)
     if n == 0:
-        return None, None
+        return SplitMetrics(None, None, None)
     if ctx is not None:  # each rank evaluates a contiguous part; the sums are all-reduced
         part = torch.tensor_split(torch.arange(n), ctx.world_size)[ctx.rank]
         x, y = x[part], y[part]
     was = net.training
     net.eval()
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, correct, counted, token loss
     for xb, yb in iterate_batches(x, y, batch_size, device=device):
         with autocast(device, bf16):
             out = net(xb)
             loss = loss_fn(out, yb)
-        total += loss.double() * len(yb)
-        correct += (out.argmax(-1) == yb).sum()
+        correct, counted = prediction_counts(out, yb)
+        sums += torch.stack(
+            [loss.double() * len(yb), correct.double(), counted.double(), loss.double() * counted]
+        )
     net.train(was)
     if ctx is not None:
-        sums = ctx.all_reduce(torch.stack([total, correct.double()]))
-        total, correct = sums[0], sums[1]
-    return float(total) / n, float(correct) / n
+        sums = ctx.all_reduce(sums)
+    total, correct, counted, token_total = (float(v) for v in sums)
+    return SplitMetrics(total / n, correct / max(1.0, counted), token_total / max(1.0, counted))
 
 
 def check_labels(net: nn.Module, splits: DataSplits, device: torch.device) -> None:
