@@ -14,24 +14,15 @@ import torch
 
 from ..errors import SharpscopeError
 from ..problem import Problem, check_comparable
-from ..utils import atomic_write_json, check_writable, parse_range
-from .directions import (
-    eigen_directions,
-    load_directions,
-    load_trajectory,
-    pca_directions,
-    random_directions,
-)
-from .grid import Surface, evaluate_grid, grid_axis, locks_output
-from .multi import evaluate_slices_1d
-from .plots import plot_1d, plot_surface_html, plot_trajectory, write_slice_plots
+from ..utils import atomic_write_json
+from .grid import evaluate_grid
+from .plots import plot_1d, plot_surface_html, plot_trajectory
+from .resume import locks_output
+from .slicing import _axis, slice_problem
+from .surface import grid_axis
+from .trajectory import load_trajectory, pca_directions
 
 __all__ = ["slice_problem", "interpolate_problems", "trajectory_problem", "float_state"]
-
-
-def _axis(text: str, name: str) -> np.ndarray:
-    start, stop, num = parse_range(text, name=name)
-    return grid_axis(start, stop, num)
 
 
 def float_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -39,151 +30,6 @@ def float_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     out = {n: p.detach() for n, p in model.named_parameters()}
     out.update({n: b.detach() for n, b in model.named_buffers() if b.is_floating_point()})
     return out
-
-
-@locks_output("slice")
-def slice_problem(
-    problem: Problem,
-    *,
-    dims: int = 2,
-    xrange: str = "-1:1:51",
-    yrange: str | None = None,
-    norm: str = "filter",
-    ignore: str = "biasbn",
-    directions: str | Path | None = None,
-    eigvecs: str | Path | None = None,
-    count: int = 1,
-    orthogonal: bool = False,
-    seed: int = 0,
-    split: str = "train",
-    samples: int | None = None,
-    batch_size: int = 512,
-    mode: str = "eval",
-    method: str = "auto",
-    log: bool = False,
-    out: str | Path,
-    html: bool = False,
-    save_directions: str | Path | None = None,
-    quiet: bool = False,
-    force: bool = False,
-    recompute_bn: bool = False,
-    chunk_size: int | None = None,
-) -> dict[str, Any]:
-    """A 1D or 2D slice of the loss around a checkpoint (Li et al. 2018), written to ``out``.
-
-    Directions come from ``directions`` (a saved directions file, re-normalised against
-    this model with the file's recipe), ``eigvecs`` (Hessian eigenvectors, used as they
-    are) or a fresh seeded random draw with ``norm``/``ignore``/``orthogonal``. With
-    ``count > 1`` (1D only) that many directions are cut and summarised.
-    """
-    if dims not in (1, 2):
-        raise SharpscopeError(f"--dims must be 1 or 2, got {dims}")
-    if count < 1:
-        raise SharpscopeError(f"--directions-count must be at least 1, got {count}")
-    if count > 1 and dims != 1:
-        raise SharpscopeError("--directions-count needs --dims 1 (several 1D slices)")
-    if directions is not None and eigvecs is not None:
-        raise SharpscopeError("give either --directions or --eigvecs, not both")
-    if save_directions is not None:  # before the work, not after it
-        check_writable(save_directions, what="--save-directions")
-    axes = [_axis(xrange, "--range")]
-    if dims == 2:
-        axes.append(_axis(yrange or xrange, "--yrange"))
-    needed = count if count > 1 else dims
-    model = problem.model
-    if directions is not None:
-        dirs = load_directions(directions)
-        if len(dirs) < needed:
-            raise SharpscopeError(
-                f"{directions} holds {len(dirs)} direction(s) but {needed} are needed"
-            )
-        dirs = dirs.subset(list(range(needed)))
-    elif eigvecs is not None:
-        dirs = eigen_directions(eigvecs, count=needed)
-    else:
-        dirs = random_directions(
-            model, count=needed, seed=seed, norm=norm, ignore=ignore, orthogonal=orthogonal
-        )
-    resolved = dirs.resolve(model)
-    if save_directions is not None:
-        dirs.save(save_directions)
-    batches = problem.batches(split, batch_size, samples=samples, seed=0)
-    meta = {
-        "command": "slice",
-        "checkpoint": problem.describe().get("checkpoint"),
-        "label": problem.label,
-        "split": split,
-        "samples": int(sum(len(b[1]) for b in batches)),
-        "directions": {
-            "kind": dirs.kind,
-            "norm": dirs.norm,
-            "ignore": dirs.ignore,
-            "seed": dirs.seed,
-            "orthogonal": dirs.orthogonal,
-            "count": len(resolved),
-            "source": str(directions or eigvecs or "random"),
-            **dirs.meta,
-        },
-    }
-    out = Path(out)
-    common = {
-        "mode": mode,
-        "method": method,
-        "quiet": quiet,
-        "force": force,
-        "recompute_bn": recompute_bn,
-        "chunk_size": chunk_size,
-    }
-    title = f"{problem.label}: {dirs.kind} directions" + (
-        f", {dirs.norm} norm" if dirs.norm != "none" else ""
-    )
-    if count > 1:
-        sset = evaluate_slices_1d(
-            model, problem.loss_fn, batches, resolved, axes[0], out_dir=out, metadata=meta, **common
-        )
-        plot_1d([sset], out / "slice1d.png", log=log, labels=[problem.label], title=title)
-        files = [out / "surface.npz", out / "meta.json", out / "slice1d.png"]
-        if html:
-            files.append(
-                plot_surface_html(
-                    [
-                        Surface(
-                            [sset.x],
-                            sset.median,
-                            sset.median_accuracy,
-                            np.ones_like(sset.median, dtype=bool),
-                        )
-                    ],
-                    out / "surface.html",
-                    labels=[f"{problem.label} (median)"],
-                    log=log,
-                    title=title,
-                )
-            )
-        summary = {
-            **meta,
-            **sset.summary(),
-            "method": sset.meta.get("method"),
-            "elapsed_s": sset.meta.get("elapsed_s"),
-        }
-    else:
-        surface = evaluate_grid(
-            model, problem.loss_fn, batches, resolved, axes, out_dir=out, metadata=meta, **common
-        )
-        files = [out / "surface.npz", out / "meta.json"] + write_slice_plots(
-            surface, out, log=log, html=html, title=title
-        )
-        summary = {
-            **meta,
-            **surface.summary(),
-            "method": surface.meta.get("method"),
-            "elapsed_s": surface.meta.get("elapsed_s"),
-        }
-    if save_directions is not None:
-        files.append(Path(save_directions))
-    summary["out"] = str(out)
-    summary["files"] = [str(f) for f in files]
-    return summary
 
 
 @locks_output("interpolate")
@@ -323,7 +169,8 @@ def trajectory_problem(
         raise SharpscopeError(f"--points must be at least 2, got {points}")
     if margin < 0:
         raise SharpscopeError(f"--margin must be >= 0, got {margin}")
-    traj = load_trajectory(run_dir)
+    names = [n for n, p in problem.model.named_parameters() if p.requires_grad]
+    traj = load_trajectory(run_dir, names=names)
     dirs, coords = pca_directions(traj, ignore=ignore)
     resolved = dirs.resolve(problem.model)
     center = {n: t.to(problem.device) for n, t in traj.final.items()}

@@ -18,7 +18,10 @@ from torch import nn
 
 from ..errors import SharpscopeError
 from ..utils import atomic_savez, atomic_write_json
-from .grid import Batch, Surface, evaluate_grid, locks_output
+from .grid import evaluate_grid
+from .points import Batch
+from .resume import locks_output
+from .surface import Surface
 
 __all__ = ["SliceSet", "center_curvature", "evaluate_slices_1d"]
 

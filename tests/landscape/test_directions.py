@@ -236,7 +236,7 @@ def test_a_missing_epoch_file_is_named(run_folder, cli_runner, cli_app, tmp_path
 
 
 def test_missing_epochs_follow_the_runs_own_record():
-    from sharpscope.landscape.directions import _missing_epochs
+    from sharpscope.landscape.trajectory import _missing_epochs
 
     rec = {"train": {"epochs": 10, "save_every": 5}}
     assert _missing_epochs([0, 5, 10], rec) == []
