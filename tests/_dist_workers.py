@@ -119,9 +119,9 @@ def run(rank: int, world: int, port: int, folder: str) -> None:
     mine = out if rank == 0 else out / "rank1"  # rank 1's folders must stay absent
     result: dict[str, Any] = {}
     try:
-        from sharpscope import distributed
         from sharpscope.hessian import HessianOperator
         from sharpscope.landscape.grid import evaluate_grid
+        from sharpscope.runtime import distributed
         from sharpscope.train import train
 
         ctx = distributed.init_distributed(device="cpu")

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-from sharpscope import distributed
-from sharpscope.checkpoint import load_checkpoint, save_checkpoint
-from sharpscope.data import load_data
 from sharpscope.errors import SharpscopeError
 from sharpscope.landscape.grid import Surface, evaluate_grid
-from sharpscope.models import ModelSpec, build_model
+from sharpscope.problem.checkpoint import load_checkpoint, save_checkpoint
+from sharpscope.problem.data import load_data
+from sharpscope.problem.models import ModelSpec, build_model
+from sharpscope.runtime import distributed
 from sharpscope.train import train
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")

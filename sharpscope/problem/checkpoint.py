@@ -15,15 +15,12 @@ A plain ``state_dict`` file, as other tools save, is accepted too when the
 model and data are named by the caller.
 
 Nothing read from a checkpoint is ever imported or called: the stored model name
-resolves only to a built-in (:data:`sharpscope.models.MODELS`); a model stored by
+resolves only to a built-in (:data:`sharpscope.problem.models.MODELS`); a model stored by
 import path is rebuilt only when the caller names that path (``model=``/``--model``).
 """
 
 from __future__ import annotations
 
-import re
-import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
@@ -32,12 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._version import __version__
-from .data import DataSpec
-from .errors import CheckpointError
+from .._version import __version__
+from ..errors import CheckpointError
+from ..runtime.files import atomic_torch_save, safe_torch_load
+from ..runtime.sanitize import printable
+from .data.spec import DataSpec
 from .models import ModelSpec, build_model, check_model_source
-from .sanitize import printable
-from .utils import atomic_torch_save
 
 __all__ = [
     "FORMAT",
@@ -256,61 +253,6 @@ def save_checkpoint(
     path = Path(path)
     atomic_torch_save(payload, path)
     return path
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return printable(text[0]) if text else type(exc).__name__
-
-
-def _load_failure(path: Path, exc: BaseException, what: str) -> str:
-    """One line saying why ``torch.load(weights_only=True)`` refused or failed on ``path``."""
-    text = str(exc)
-    match = re.search(r"GLOBAL ([\w.]+)", text)
-    if match or "Unsupported global" in text:
-        name = match.group(1) if match else "an unknown global"
-        return (
-            f"{path}: refused to load: it holds a pickled {name} object, not only tensors and "
-            f"plain data; sharpscope never runs code from a {what}"
-        )
-    if not zipfile.is_zipfile(path):
-        return f"{path} is not a torch.save file (truncated, corrupt or another format?)"
-    if "Weights only load failed" in text:  # torch's own advice (weights_only=False) is unsafe
-        detail = re.search(r"Unsupported (operand|class)[^.\n]*", text)
-        return (
-            f"{path}: refused to load: it holds pickled data other than tensors and plain data"
-            f"{f' ({detail.group(0).strip()})' if detail else ''}; sharpscope never runs code "
-            f"from a {what}"
-        )
-    return (
-        f"{path} is not a readable torch {what} (truncated or corrupt?): {_first_line(exc)[:160]}"
-    )
-
-
-def safe_torch_load(
-    path: str | Path, *, error: type[Exception] = CheckpointError, what: str = "checkpoint"
-) -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU; every failure is one ``error`` line.
-
-    A file holding anything but tensors and plain data (a pickled function, a class
-    instance) is refused by torch's restricted unpickler before any of it runs.
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise error(f"no such file: {path}")
-    if path.is_dir():
-        raise error(f"{path} is a folder, not a {what} file")
-    if path.stat().st_size == 0:
-        raise error(f"{path} is empty")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means an unusable file; say which
-        raise error(_load_failure(path, exc, what)) from exc
-    for w in caught:  # torch's warnings about a file that loaded fine still reach the user
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return obj
 
 
 def _torch_load(path: Path) -> Any:

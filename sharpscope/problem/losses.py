@@ -7,8 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .errors import SharpscopeError
-from .sanitize import printable
+from ..errors import SharpscopeError
+from ..runtime.sanitize import printable
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

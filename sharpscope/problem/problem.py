@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
+from ..runtime.device import resolve_device
+from ..runtime.sanitize import printable
 from .checkpoint import Checkpoint, load_checkpoint, load_state_dict_strict
 from .data import DataSpec, DataSplits, load_data
-from .errors import CheckpointError
 from .losses import LossFn, get_loss
 from .models import build_model
-from .sanitize import printable
-from .utils import resolve_device
 
 __all__ = ["Problem", "load_problem", "check_comparable"]
 

@@ -14,8 +14,8 @@ local rank; Gloo on CPUs) and sharpscope splits the work:
   (:func:`sharpscope.landscape.grid.evaluate_grid`).
 
 Only rank 0 prints progress and writes files: :func:`is_main` is false on the other
-ranks, :func:`sharpscope.utils.progress` is silent there and the atomic writers of
-:mod:`sharpscope.utils` discard what they are given.
+ranks, :func:`sharpscope.runtime.progress.progress` is silent there and the atomic writers of
+:mod:`sharpscope.runtime.files` discard what they are given.
 
 A single process (no ``WORLD_SIZE`` or ``WORLD_SIZE=1``) never creates a process
 group: :func:`current` is ``None`` and every code path is the single-process one.
@@ -39,8 +39,8 @@ from typing import Any, TypeVar
 
 import torch
 
-from . import errors as _errors
-from .errors import SharpscopeError
+from .. import errors as _errors
+from ..errors import SharpscopeError
 
 __all__ = [
     "DistContext",
@@ -324,7 +324,7 @@ def init_distributed(
 
 
 def _check_versions(ctx: DistContext) -> None:
-    from ._version import __version__
+    from .._version import __version__
 
     mine = (__version__, torch.__version__)
     seen = ctx.all_gather_object(mine)

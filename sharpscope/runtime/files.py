@@ -1,4 +1,10 @@
-"""Small shared helpers: devices, seeds, atomic writes, ranges and progress bars."""
+"""Files that are never half-written and folders that are never shared by two writers.
+
+Atomic writers (temporary file, then rename; they name the user's path on failure, never
+the temporary file), strict JSON, an exclusive folder lock with stale-lock takeover, the
+clean-up of killed writers' temporary files, an early "can this file be written" check,
+and :func:`safe_torch_load` (``torch.load(weights_only=True)``, one error line per failure).
+"""
 
 from __future__ import annotations
 
@@ -7,65 +13,38 @@ import errno
 import json
 import math
 import os
-import random
 import re
 import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+import warnings
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import DiskFullError, FolderLockedError, SharpscopeError
-
-T = TypeVar("T")
+from ..errors import CheckpointError, DiskFullError, FolderLockedError, SharpscopeError
+from .distributed import is_main
+from .sanitize import printable
 
 __all__ = [
-    "resolve_device",
-    "seed_everything",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
     "atomic_torch_save",
     "atomic_savez",
     "read_json",
-    "parse_range",
-    "progress",
     "to_jsonable",
     "folder_lock",
     "clean_stale_tmp",
     "check_writable",
+    "safe_torch_load",
+    "LOCK_NAME",
 ]
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """Turn ``"auto" | "cpu" | "cuda" | "cuda:1" | torch.device`` into a device.
-
-    ``auto`` picks CUDA when it is available. Asking for CUDA on a machine
-    without it is a :class:`SharpscopeError`.
-    """
-    if isinstance(device, torch.device):
-        return device
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise SharpscopeError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SharpscopeError(f"device {device!r} requested but CUDA is not available here")
-    return dev
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) random generators."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 def _current_umask() -> int:
@@ -92,8 +71,6 @@ def _atomic_path(path: str | os.PathLike) -> tuple[Path, str]:
 
 def _writes_files() -> bool:
     """False on the ranks other than 0 of a distributed run: only rank 0 writes files."""
-    from .distributed import is_main
-
     return is_main()
 
 
@@ -204,58 +181,6 @@ def atomic_savez(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """``numpy.savez`` through a temporary file and an atomic rename."""
     with _replace_on_success(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
-
-
-def parse_range(text: str, *, name: str = "range") -> tuple[float, float, int]:
-    """Parse ``"START:STOP:NUM"`` into ``(start, stop, num)``.
-
-    ``num`` points from ``start`` to ``stop`` inclusive, ``start < stop`` and
-    ``num >= 2`` (``num == 1`` is allowed only when ``start == stop``).
-
-    Example:
-        >>> parse_range("-1:1:51")
-        (-1.0, 1.0, 51)
-    """
-    parts = str(text).split(":")
-    if len(parts) != 3:
-        raise SharpscopeError(f"invalid {name} {text!r}: expected START:STOP:NUM, e.g. -1:1:51")
-    try:
-        start, stop = float(parts[0]), float(parts[1])
-    except ValueError as exc:
-        raise SharpscopeError(f"invalid {name} {text!r}: START and STOP must be numbers") from exc
-    try:
-        num = int(parts[2])
-    except ValueError as exc:
-        raise SharpscopeError(f"invalid {name} {text!r}: NUM must be a whole number") from exc
-    if not (math.isfinite(start) and math.isfinite(stop)):
-        raise SharpscopeError(f"invalid {name} {text!r}: START and STOP must be finite")
-    if num < 1:
-        raise SharpscopeError(f"invalid {name} {text!r}: NUM must be at least 1, got {num}")
-    if num == 1 and start != stop:
-        raise SharpscopeError(f"invalid {name} {text!r}: one point needs START == STOP")
-    if num > 1 and not start < stop:
-        raise SharpscopeError(f"invalid {name} {text!r}: START must be below STOP")
-    return start, stop, num
-
-
-def progress(
-    iterable: Iterable[T],
-    *,
-    desc: str = "",
-    total: int | None = None,
-    quiet: bool = False,
-    leave: bool = False,
-    unit: str = "it",
-) -> Iterable[T]:
-    """Wrap ``iterable`` in a tqdm progress bar on stderr unless ``quiet``.
-
-    Silent on the ranks other than 0 of a distributed run.
-    """
-    if quiet or not _writes_files():
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, leave=leave, unit=unit, dynamic_ncols=True)
 
 
 # ----------------------------------------------------------------------------- output folders
@@ -416,3 +341,59 @@ def check_writable(path: str | os.PathLike, *, what: str = "output") -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise SharpscopeError(f"cannot write {what} {path}: permission denied")
     return path
+
+
+# ----------------------------------------------------------------------------- safe loading
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return printable(text[0]) if text else type(exc).__name__
+
+
+def _load_failure(path: Path, exc: BaseException, what: str) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` refused or failed on ``path``."""
+    text = str(exc)
+    match = re.search(r"GLOBAL ([\w.]+)", text)
+    if match or "Unsupported global" in text:
+        name = match.group(1) if match else "an unknown global"
+        return (
+            f"{path}: refused to load: it holds a pickled {name} object, not only tensors and "
+            f"plain data; sharpscope never runs code from a {what}"
+        )
+    if not zipfile.is_zipfile(path):
+        return f"{path} is not a torch.save file (truncated, corrupt or another format?)"
+    if "Weights only load failed" in text:  # torch's own advice (weights_only=False) is unsafe
+        detail = re.search(r"Unsupported (operand|class)[^.\n]*", text)
+        return (
+            f"{path}: refused to load: it holds pickled data other than tensors and plain data"
+            f"{f' ({detail.group(0).strip()})' if detail else ''}; sharpscope never runs code "
+            f"from a {what}"
+        )
+    return (
+        f"{path} is not a readable torch {what} (truncated or corrupt?): {_first_line(exc)[:160]}"
+    )
+
+
+def safe_torch_load(
+    path: str | os.PathLike, *, error: type[Exception] = CheckpointError, what: str = "checkpoint"
+) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; every failure is one ``error`` line.
+
+    A file holding anything but tensors and plain data (a pickled function, a class
+    instance) is refused by torch's restricted unpickler before any of it runs.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise error(f"no such file: {path}")
+    if path.is_dir():
+        raise error(f"{path} is a folder, not a {what} file")
+    if path.stat().st_size == 0:
+        raise error(f"{path} is empty")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means an unusable file; say which
+        raise error(_load_failure(path, exc, what)) from exc
+    for w in caught:  # torch's warnings about a file that loaded fine still reach the user
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return obj

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .errors import SharpscopeError
+from ..errors import SharpscopeError
 
 __all__ = [
     "select_parameters",

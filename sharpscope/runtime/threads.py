@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from .errors import SharpscopeError
+from ..errors import SharpscopeError
 
 __all__ = [
     "ThreadsError",

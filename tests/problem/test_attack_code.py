@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from sharpscope.checkpoint import load_checkpoint, save_checkpoint
 from sharpscope.errors import DataError, ModelSpecError, SharpscopeError
-from sharpscope.losses import get_loss
-from sharpscope.models import ModelSpec, build_model
 from sharpscope.problem import load_problem
+from sharpscope.problem.checkpoint import load_checkpoint, save_checkpoint
+from sharpscope.problem.losses import get_loss
+from sharpscope.problem.models import ModelSpec, build_model
 
 # the factory a forged file names, and the keyword arguments that would run `touch MARKER`
 ATTACKS = {"os:system": "command", "subprocess:getoutput": "cmd"}

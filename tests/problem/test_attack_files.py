@@ -15,9 +15,9 @@ import pytest
 import torch
 from _fixtures import MarkerPayload
 
-from sharpscope.checkpoint import load_checkpoint, safe_torch_load
 from sharpscope.errors import CheckpointError, SharpscopeError
 from sharpscope.hessian.vectors import load_vectors, save_vectors
+from sharpscope.problem.checkpoint import load_checkpoint, safe_torch_load
 
 
 class _System:

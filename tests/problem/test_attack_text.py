@@ -13,11 +13,11 @@ import json
 import pytest
 import torch
 
-from sharpscope.checkpoint import load_checkpoint, save_checkpoint
 from sharpscope.errors import ModelSpecError, SharpscopeError
-from sharpscope.losses import get_loss
-from sharpscope.models import build_model
-from sharpscope.sanitize import printable
+from sharpscope.problem.checkpoint import load_checkpoint, save_checkpoint
+from sharpscope.problem.losses import get_loss
+from sharpscope.problem.models import build_model
+from sharpscope.runtime.sanitize import printable
 
 CLEAR, TITLE, CR, RLO = "\x1b[2J", "\x1b]0;owned\x07", "\r", "\u202e"
 HOSTILE = f"a{CLEAR}b{TITLE}c{CR}d{RLO}e"

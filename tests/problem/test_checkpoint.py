@@ -11,7 +11,9 @@ import pytest
 import torch
 from _fixtures import hostile_torch_file
 
-from sharpscope.checkpoint import (
+from sharpscope.errors import CheckpointError, ModelSpecError
+from sharpscope.problem import load_problem
+from sharpscope.problem.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
     load_checkpoint,
@@ -19,11 +21,9 @@ from sharpscope.checkpoint import (
     save_checkpoint,
     to_plain_data,
 )
-from sharpscope.data import DataSpec, load_data
-from sharpscope.errors import CheckpointError, ModelSpecError
-from sharpscope.losses import get_loss
-from sharpscope.models import ModelSpec, build_model
-from sharpscope.problem import load_problem
+from sharpscope.problem.data import DataSpec, load_data
+from sharpscope.problem.losses import get_loss
+from sharpscope.problem.models import ModelSpec, build_model
 
 SPEC = ModelSpec("mlp", {"hidden": [16], "batchnorm": True})
 

@@ -25,7 +25,8 @@ from _fixtures import (
     write_pt,
 )
 
-from sharpscope.data import (
+from sharpscope.errors import DataError, SharpscopeError
+from sharpscope.problem.data import (
     DataSpec,
     iterate_batches,
     load_data,
@@ -33,7 +34,6 @@ from sharpscope.data import (
     restricted_unpickle,
     subsample,
 )
-from sharpscope.errors import DataError, SharpscopeError
 
 
 def _raw(spec: str, **kw):

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from sharpscope.errors import DataError, ModelSpecError
-from sharpscope.gpt import GPT, gpt, perplexity, sequence_cross_entropy
 from sharpscope.hessian import HessianOperator, hessian_eigenvalues, hessian_trace
+from sharpscope.problem.models.gpt import GPT, gpt, perplexity, sequence_cross_entropy
 from sharpscope.reference import dense_hessian
 
 VOCAB, CONTEXT = 11, 4
@@ -280,6 +280,6 @@ def test_docstring_examples_run():
     import importlib
 
     result = doctest.testmod(
-        importlib.import_module("sharpscope.gpt"), optionflags=doctest.ELLIPSIS
+        importlib.import_module("sharpscope.problem.models.gpt"), optionflags=doctest.ELLIPSIS
     )
     assert result.attempted > 0 and result.failed == 0

@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from sharpscope.errors import ModelSpecError, SharpscopeError
-from sharpscope.models import MODELS, ModelSpec, build_model, count_parameters, register_model
+from sharpscope.problem.models import (
+    MODELS,
+    ModelSpec,
+    build_model,
+    count_parameters,
+    register_model,
+)
 
 SHAPES = [((1, 8, 8), "digits-shape"), ((3, 32, 32), "cifar-shape")]
 
@@ -62,7 +68,7 @@ def test_resnet_skip_false_removes_the_shortcuts():
 
 
 def test_resnet_depth_must_be_6n_plus_2():
-    from sharpscope.models import CifarResNet
+    from sharpscope.problem.models import CifarResNet
 
     with pytest.raises(ModelSpecError, match="6n\\+2.*got 21"):
         CifarResNet((3, 32, 32), 10, depth=21)

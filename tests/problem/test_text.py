@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sharpscope.errors import DataError
-from sharpscope.text import (
+from sharpscope.problem.data.text import (
     TEST_FILES,
     TRAIN_FILES,
     VOCAB_SIZE,
@@ -203,6 +203,6 @@ def test_docstring_examples_run():
     import importlib
 
     result = doctest.testmod(
-        importlib.import_module("sharpscope.text"), optionflags=doctest.ELLIPSIS
+        importlib.import_module("sharpscope.problem.data.text"), optionflags=doctest.ELLIPSIS
     )
     assert result.attempted > 0 and result.failed == 0

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from sharpscope import figstyle as fs  # noqa: E402
 from sharpscope.errors import SharpscopeError  # noqa: E402
+from sharpscope.runtime import figstyle as fs  # noqa: E402
 
 
 def _bowl(corner: float | None = 44.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
-from sharpscope import threads
 from sharpscope.errors import SharpscopeError
-from sharpscope.threads import (
+from sharpscope.runtime import threads
+from sharpscope.runtime.threads import (
     ThreadsError,
     cgroup_cpu_limit,
     choose_threads,
@@ -262,11 +262,11 @@ def test_threads_module_imports_no_heavy_module():
         "spec = importlib.util.spec_from_file_location('t', sys.argv[1])\n"
         "import types; pkg = types.ModuleType('sharpscope'); pkg.__path__ = [sys.argv[2]]\n"
         "sys.modules['sharpscope'] = pkg\n"
-        "import sharpscope.threads\n"
+        "import sharpscope.runtime.threads\n"
         "print(sorted(m for m in ('torch', 'numpy', 'scipy') if m in sys.modules))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, threads.__file__, str(threads.__file__).rsplit("/", 1)[0]],
+        [sys.executable, "-c", code, threads.__file__, str(threads.__file__).rsplit("/", 2)[0]],
         capture_output=True,
         text=True,
         timeout=60,

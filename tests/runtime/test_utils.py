@@ -11,19 +11,18 @@ import pytest
 import torch
 
 from sharpscope.errors import SharpscopeError
-from sharpscope.losses import get_loss
-from sharpscope.utils import (
+from sharpscope.problem.losses import get_loss
+from sharpscope.runtime.device import resolve_device, seed_everything
+from sharpscope.runtime.files import (
     atomic_savez,
     atomic_torch_save,
     atomic_write_json,
     atomic_write_text,
-    parse_range,
-    progress,
     read_json,
-    resolve_device,
-    seed_everything,
     to_jsonable,
 )
+from sharpscope.runtime.progress import progress
+from sharpscope.runtime.ranges import parse_range
 
 RANGES_OK = [
     ("-1:1:51", (-1.0, 1.0, 51)),
@@ -171,10 +170,10 @@ def test_unknown_loss():
 @pytest.mark.parametrize(
     "module",
     [
-        "sharpscope.utils",
-        "sharpscope.models",
-        "sharpscope.data",
-        "sharpscope.checkpoint",
+        "sharpscope.runtime.ranges",
+        "sharpscope.problem.models",
+        "sharpscope.problem.data",
+        "sharpscope.problem.checkpoint",
         "sharpscope.reference",
     ],
 )
@@ -190,7 +189,7 @@ def test_atomic_writes_get_normal_permissions(tmp_path) -> None:
     import os
     import stat
 
-    from sharpscope.utils import atomic_write_json
+    from sharpscope.runtime.files import atomic_write_json
 
     mask = os.umask(0o022)
     os.umask(mask)

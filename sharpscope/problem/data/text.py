@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import DataError
+from ...errors import DataError
 
 __all__ = [
     "VOCAB_SIZE",
@@ -343,7 +343,7 @@ def parse_text_options(arg: str, *, where: str = "text") -> dict[str, int]:
 
 
 def load_text_source(arg: str) -> tuple[Any, ...]:
-    """The ``text[:options]`` data source, in the shape of ``data.DATA_SOURCES`` loaders.
+    """The ``text[:options]`` data source, in the shape of ``DATA_SOURCES`` loaders.
 
     Returns ``(x_train, y_train, x_test, y_test, 256)``.
     """

@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
 
-from .errors import ModelSpecError
-from .sanitize import printable
+from ...errors import ModelSpecError
+from ...runtime.sanitize import printable
+from .cnn import SmallCNN
+from .mlp import MLP
+from .resnet import BasicBlock, CifarResNet
+from .vgg import VGG
 
 __all__ = [
     "ModelSpec",
@@ -38,225 +40,12 @@ __all__ = [
     "check_model_source",
     "register_model",
     "count_parameters",
+    "MLP",
+    "SmallCNN",
+    "BasicBlock",
+    "CifarResNet",
+    "VGG",
 ]
-
-
-def _prod(shape: Sequence[int]) -> int:
-    return int(math.prod(int(s) for s in shape))
-
-
-def _image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) == 3:
-        return shape  # type: ignore[return-value]
-    if len(shape) == 2:
-        return (1, shape[0], shape[1])
-    raise ModelSpecError(
-        f"this model needs image inputs (C, H, W) but the data has shape {list(shape)}; use 'mlp'"
-    )
-
-
-_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "gelu": nn.GELU,
-    "softplus": nn.Softplus,
-}
-
-
-def _activation(name: str) -> Callable[[], nn.Module]:
-    try:
-        return _ACTIVATIONS[name]
-    except KeyError:
-        raise ModelSpecError(
-            f"unknown activation {name!r}: choose one of {', '.join(_ACTIVATIONS)}"
-        ) from None
-
-
-class MLP(nn.Module):
-    """Fully connected network: flatten, ``len(hidden)`` hidden layers, linear head."""
-
-    def __init__(
-        self,
-        input_shape: Sequence[int],
-        num_classes: int,
-        *,
-        hidden: Sequence[int] = (128, 64),
-        activation: str = "relu",
-        batchnorm: bool = False,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        act = _activation(activation)
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = _prod(input_shape)
-        for h in hidden:
-            layers.append(nn.Linear(width, int(h)))
-            if batchnorm:
-                layers.append(nn.BatchNorm1d(int(h)))
-            layers.append(act())
-            if dropout:
-                layers.append(nn.Dropout(dropout))
-            width = int(h)
-        layers.append(nn.Linear(width, num_classes))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-class SmallCNN(nn.Module):
-    """Small conv net: ``len(channels)`` conv(3x3)-[BN]-act-maxpool blocks, global average pool, linear head."""
-
-    def __init__(
-        self,
-        input_shape: Sequence[int],
-        num_classes: int,
-        *,
-        channels: Sequence[int] = (16, 32),
-        activation: str = "relu",
-        batchnorm: bool = False,
-    ) -> None:
-        super().__init__()
-        c, h, w = _image_shape(input_shape)
-        act = _activation(activation)
-        layers: list[nn.Module] = []
-        for ch in channels:
-            layers.append(nn.Conv2d(c, int(ch), 3, padding=1, bias=not batchnorm))
-            if batchnorm:
-                layers.append(nn.BatchNorm2d(int(ch)))
-            layers.append(act())
-            if min(h, w) >= 2:
-                layers.append(nn.MaxPool2d(2))
-                h, w = h // 2, w // 2
-            c = int(ch)
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(c, num_classes)
-        self._in_shape = (c, h, w)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 3:
-            x = x.unsqueeze(1)
-        return self.head(torch.flatten(self.pool(self.features(x)), 1))
-
-
-class BasicBlock(nn.Module):
-    """The two-conv residual block of the CIFAR ResNets.
-
-    Where the shape changes the shortcut is a 1x1 convolution (+ BatchNorm), as in
-    the ResNets of Li et al. 2018's loss-landscape code; ``skip=False`` removes it.
-    """
-
-    def __init__(
-        self, in_planes: int, planes: int, stride: int, *, batchnorm: bool, skip: bool
-    ) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=not batchnorm)
-        self.bn1 = nn.BatchNorm2d(planes) if batchnorm else nn.Identity()
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=not batchnorm)
-        self.bn2 = nn.BatchNorm2d(planes) if batchnorm else nn.Identity()
-        self.skip = skip
-        self.shortcut: nn.Module = nn.Identity()
-        if skip and (stride != 1 or in_planes != planes):
-            layers: list[nn.Module] = [
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=not batchnorm)
-            ]
-            if batchnorm:
-                layers.append(nn.BatchNorm2d(planes))
-            self.shortcut = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.skip:
-            out = out + self.shortcut(x)
-        return torch.relu(out)
-
-
-class CifarResNet(nn.Module):
-    """ResNet-(6n+2) for CIFAR (He et al. 2016, section 4.2): widths 16, 32, 64."""
-
-    def __init__(
-        self,
-        input_shape: Sequence[int],
-        num_classes: int,
-        *,
-        depth: int,
-        batchnorm: bool = True,
-        skip: bool = True,
-        width: int = 16,
-    ) -> None:
-        super().__init__()
-        if (depth - 2) % 6 != 0 or depth < 8:
-            raise ModelSpecError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 56...), got {depth}")
-        n = (depth - 2) // 6
-        c, _, _ = _image_shape(input_shape)
-        w = int(width)
-        self.conv1 = nn.Conv2d(c, w, 3, padding=1, bias=not batchnorm)
-        self.bn1 = nn.BatchNorm2d(w) if batchnorm else nn.Identity()
-        blocks: list[nn.Module] = []
-        in_planes = w
-        for stage, planes in enumerate((w, 2 * w, 4 * w)):
-            for i in range(n):
-                stride = 2 if (stage > 0 and i == 0) else 1
-                blocks.append(BasicBlock(in_planes, planes, stride, batchnorm=batchnorm, skip=skip))
-                in_planes = planes
-        self.layers = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_planes, num_classes)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 3:
-            x = x.unsqueeze(1)
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.layers(out)
-        return self.fc(torch.flatten(self.pool(out), 1))
-
-
-_VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
-
-
-class VGG(nn.Module):
-    """VGG-11 for CIFAR (conv stack of Simonyan & Zisserman, one linear classifier).
-
-    Max-pooling layers are dropped once the feature map is 1x1, so small inputs (8x8 digits) work.
-    """
-
-    def __init__(
-        self,
-        input_shape: Sequence[int],
-        num_classes: int,
-        *,
-        batchnorm: bool = True,
-        width_multiplier: float = 1.0,
-    ) -> None:
-        super().__init__()
-        c, h, w = _image_shape(input_shape)
-        layers: list[nn.Module] = []
-        for v in _VGG11:
-            if v == "M":
-                if min(h, w) >= 2:
-                    layers.append(nn.MaxPool2d(2))
-                    h, w = h // 2, w // 2
-                continue
-            out = max(1, int(round(int(v) * width_multiplier)))
-            layers.append(nn.Conv2d(c, out, 3, padding=1, bias=not batchnorm))
-            if batchnorm:
-                layers.append(nn.BatchNorm2d(out))
-            layers.append(nn.ReLU())
-            c = out
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 3:
-            x = x.unsqueeze(1)
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
 ModelFactory = Callable[..., nn.Module]

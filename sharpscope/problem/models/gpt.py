@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import DataError, ModelSpecError
+from ...errors import DataError, ModelSpecError
 
 __all__ = ["GPT", "Block", "CausalSelfAttention", "gpt", "sequence_cross_entropy", "perplexity"]
 
