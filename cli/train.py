@@ -12,7 +12,6 @@ from ._common import (
     DeviceOpt,
     JsonOpt,
     QuietOpt,
-    SeedOpt,
     check_outputs,
     distributed_setup,
     emit_json,
@@ -102,6 +101,15 @@ SaveEveryOpt = Annotated[
     int,
     typer.Option("--save-every", help="Write epoch_XXX.pt every N epochs (0: only epoch_000.pt)."),
 ]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 0).")]
+SeedsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--seeds",
+        help="Train once per seed, e.g. 0,1,2, into --out/seed0/, seed1/, ... "
+        "(each a resumable run folder; not with --seed).",
+    ),
+]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing run in --out.")]
 PerturbationOpt = Annotated[
@@ -135,10 +143,22 @@ def _parse_milestones(text: str | None) -> list[int] | None:
         )
 
 
+def _parse_seeds(text: str | None, seed: int | None) -> list[int] | None:
+    if text is None:
+        return None
+    if seed is not None:
+        fail("--seed and --seeds are exclusive: give one seed with --seed or several with --seeds")
+    try:
+        return [int(k) for k in text.replace(" ", "").split(",") if k]
+    except ValueError:
+        fail(f"--seeds must be whole numbers separated by commas, e.g. 0,1,2; got {text!r}")
+
+
 def _library_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     """The keywords of :func:`sharpscope.training.train` from the command's options: the
     options that need parsing are parsed, those that are not the library's are dropped."""
-    kw = {k: v for k, v in options.items() if k not in ("json_out",)}
+    kw = {k: v for k, v in options.items() if k not in ("json_out", "seeds")}
+    kw["seed"] = 0 if options["seed"] is None else options["seed"]
     kw["model_kwargs"] = parse_json_dict(options["model_kwargs"])
     kw["alpha"] = _parse_alpha(options["alpha"])
     kw["milestones"] = _parse_milestones(options["milestones"])
@@ -174,7 +194,8 @@ def train_cmd(
     warmup_epochs: WarmupOpt = 0,
     milestones: MilestonesOpt = None,
     gamma: GammaOpt = 0.1,
-    seed: SeedOpt = 0,
+    seed: SeedOpt = None,
+    seeds: SeedsOpt = None,
     device: DeviceOpt = "auto",
     bf16: Bf16Opt = False,
     save_every: SaveEveryOpt = 1,
@@ -187,23 +208,34 @@ def train_cmd(
     """Train a model with SGD, SAM, ASAM or XSAM; writes checkpoints every epoch and resumes."""
     options = dict(locals())
     check_outputs(folders={"--out": out})
+    seed_list = _parse_seeds(seeds, seed)
     options["device"], options["quiet"] = distributed_setup(device, quiet)
-    from sharpscope.training import train
+    from sharpscope.training import train, train_seeds
 
+    kw = _library_kwargs(options)
     try:
-        result = train(**_library_kwargs(options))
+        if seed_list is None:
+            results = [train(**kw)]
+        else:
+            del kw["seed"]
+            results = train_seeds(seeds=seed_list, **kw)
     except KeyboardInterrupt:
+        where = out / "last.pt" if seed_list is None else f"each run folder in {out}"
         typer.echo(
-            f"interrupted: {out / 'last.pt'} keeps the last finished epoch; "
+            f"interrupted: {where} keeps the last finished epoch; "
             "run the same command with --resume to continue",
             err=True,
         )
         raise typer.Exit(130) from None
-    summary = result.summary()
-    emit_json(json_out, summary)
+    summaries = [r.summary() for r in results]
+    if seed_list is None:
+        emit_json(json_out, summaries[0])
+    else:
+        emit_json(json_out, {"out": str(out), "seeds": seed_list, "runs": summaries})
     if options["quiet"] or (json_out is not None and str(json_out) == "-"):
         return
-    typer.echo(_summary_text(result, summary))
+    for k, result, summary in zip(seed_list or [None], results, summaries, strict=True):
+        typer.echo(("" if k is None else f"seed {k}: ") + _summary_text(result, summary))
 
 
 def _summary_text(result: Any, summary: dict[str, Any]) -> str:
