@@ -85,7 +85,7 @@ def _sharpness_report(out: dict[str, Any]) -> str:
         if out.get("noise_norm") is not None:
             geometry += f", noise norm ~{out['noise_norm']:.3g}"
     value = f"{out['sharpness']:.6g}" + (
-        f" +- {out['stderr']:.2g}" if out.get("stderr") is not None else ""
+        f" +- {out['stderr']:.2g} (standard error)" if out.get("stderr") is not None else ""
     )
     lines = [f"{_MEASURE_NAMES[out['measure']]} ({geometry}): {value}"]
     if out.get("perturbed_loss") is not None:
@@ -103,6 +103,14 @@ def _sharpness_report(out: dict[str, Any]) -> str:
     )
     lines.append(f"  {out['iterations']} {unit}, {s['data_samples']} samples, {s['mode']} mode")
     return "\n".join(lines)
+
+
+def _warn_boundary(out: dict[str, Any]) -> None:
+    """One ``warning:`` line on stderr when a search ended on its limit (also with --json -)."""
+    from sharpscope.distributed import is_main
+
+    if out.get("boundary_note") and is_main():
+        typer.echo(f"warning: {out['boundary_note']}", err=True)
 
 
 def _check_json(json_out: Path | None) -> None:
@@ -202,6 +210,7 @@ def plane(
     emit_json(json_out, out)
     if not (quiet or _to_stdout(json_out)):
         typer.echo(_plane_report(out))
+    _warn_boundary(out)
 
 
 @handles_errors
@@ -273,6 +282,7 @@ def sharpness_cmd(
     emit_json(json_out, out)
     if not (quiet or _to_stdout(json_out)):
         typer.echo(_sharpness_report(out))
+    _warn_boundary(out)
 
 
 def register(app: typer.Typer) -> None:

@@ -46,11 +46,12 @@ from .plane_steps import (
     _worst_point,
     plane_basis,
 )
+from .result import _html_table
 
 __all__ = ["PlaneResult", "PlaneSettings", "xsam_plane", "plane_basis"]
 
 
-@dataclass
+@dataclass(repr=False)
 class PlaneResult:
     """Everything :func:`xsam_plane` measured (plane coordinates are in the orthonormal
     basis ``e1 = v0``, ``e2`` = the part of ``v1`` orthogonal to ``v0``).
@@ -77,6 +78,11 @@ class PlaneResult:
         surface: the loss on the plane grid (``surface.axes`` are ``a`` and ``b``).
         basis: ``(e1, e2)`` as ``{name: tensor}`` dicts.
         settings: mode, seed, data size, grid, search settings.
+        alpha_at_limit: ``alpha*`` is the largest alpha searched (``alpha_max``): the
+            arc's maximum may lie beyond the search range.
+        boundary_note: a one-line warning when a search ended on its limit (``alpha*``
+            at ``alpha_max``; every start of the worst-point ascent still rising at its
+            step limit), else ``None``.
     """
 
     rho: float
@@ -101,6 +107,8 @@ class PlaneResult:
     surface: Surface | None
     basis: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] = field(repr=False, default=None)  # type: ignore[assignment]
     settings: dict[str, Any] = field(default_factory=dict)
+    alpha_at_limit: bool = False
+    boundary_note: str | None = None
 
     def to_dict(self, *, arrays: bool = True) -> dict[str, Any]:
         """JSON-ready numbers (``arrays=False`` leaves out the arc and path arrays); NaN becomes None."""
@@ -128,6 +136,8 @@ class PlaneResult:
             "degenerate": self.degenerate,
             "worst": dict(self.worst),
             "settings": dict(self.settings),
+            "alpha_star_at_limit": self.alpha_at_limit,
+            "boundary_note": self.boundary_note,
         }
         if self.surface is not None:
             out["grid"] = self.surface.summary()
@@ -143,6 +153,29 @@ class PlaneResult:
             }
             out["v1_coords"] = self.v1_coords.tolist()
         return to_jsonable(out)
+
+    def _summary(self) -> list[tuple[str, str]]:
+        """The few numbers worth showing: (label, formatted value) pairs."""
+        w = self.worst
+        rows = [
+            ("rho, rho_max, k", f"{self.rho:g}, {self.rho_max:g}, {self.steps}"),
+            ("psi", f"{math.degrees(self.psi):.2f} deg"),
+            ("loss at theta_0", f"{self.loss_theta0:.6g}"),
+            ("SAM (alpha=1)", f"{self.loss_sam:.6g}"),
+            (f"XSAM (alpha*={self.alpha_star:.3g})", f"{self.loss_xsam:.6g}"),
+            ("worst of the ball", f"{w['loss']:.6g}"),
+        ]
+        if self.boundary_note:
+            rows.append(("warning", self.boundary_note))
+        return rows
+
+    def __repr__(self) -> str:
+        """One short line (no arrays, no surface, no basis)."""
+        return "PlaneResult(" + ", ".join(f"{k}: {v}" for k, v in self._summary()) + ")"
+
+    def _repr_html_(self) -> str:
+        """A small table for notebooks."""
+        return _html_table("PlaneResult", self._summary())
 
 
 @locks_output("plane", key="out_dir")
@@ -244,6 +277,14 @@ def _result(
     data: list[Batch],
 ) -> PlaneResult:
     res = start.res
+    at_limit = s.alpha_max > 0 and bool(arc.alphas) and arc.alpha_star >= arc.alphas[-1] - 1e-9
+    notes = [worst["boundary_note"]] if worst.get("boundary_note") else []
+    if at_limit:
+        notes.insert(
+            0,
+            f"XSAM's alpha* = {arc.alpha_star:g} is the largest alpha searched (alpha_max = "
+            f"{s.alpha_max:g}): the arc's maximum may lie beyond it; raise alpha_max",
+        )
     return PlaneResult(
         rho=s.rho,
         rho_max=s.rho_max,  # type: ignore[arg-type]
@@ -272,4 +313,6 @@ def _result(
         settings=s.record(
             data_samples=sum(len(y) for _, y in data), batches=len(data), parameters=len(names)
         ),
+        alpha_at_limit=at_limit,
+        boundary_note="; ".join(notes) or None,
     )

@@ -264,6 +264,10 @@ def _worst_point(
         "iterations": wc.iterations,
         "steps": s.worst_steps,
         "restarts": s.restarts,
+        "on_boundary": wc.extra["on_boundary"],
+        "boundary_note": (
+            f"worst point of the ball: {wc.boundary_note}" if wc.boundary_note else None
+        ),
     }
 
 

@@ -10,7 +10,7 @@ import torch
 __all__ = ["SharpnessResult"]
 
 
-@dataclass
+@dataclass(repr=False)
 class SharpnessResult:
     """One sharpness number and how it was obtained.
 
@@ -28,7 +28,11 @@ class SharpnessResult:
         delta: the maximising perturbation by parameter name (``worst`` only).
         history: best loss increase after each ascent step (``worst``) or running
             mean (``average``).
-        extra: measure-specific numbers (e.g. the second-order predictions).
+        extra: measure-specific numbers (e.g. the second-order predictions; ``worst``:
+            ``on_boundary``, whether the best point lies on the ball's surface, and
+            ``starts_still_rising``, the starts the step limit cut short).
+        boundary_note: a one-line warning when the search ended on its limit (``worst``:
+            every start was still raising the loss at the step limit), else ``None``.
     """
 
     measure: str
@@ -41,6 +45,7 @@ class SharpnessResult:
     delta: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     history: list[float] = field(default_factory=list, repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
+    boundary_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready numbers: ``sharpness``, ``loss``, ``stderr``, ``settings``..."""
@@ -52,6 +57,41 @@ class SharpnessResult:
             "stderr": self.stderr,
             "iterations": self.iterations,
             "settings": dict(self.settings),
+            "boundary_note": self.boundary_note,
         }
         out.update(self.extra)
         return out
+
+    def _summary(self) -> list[tuple[str, str]]:
+        """The few numbers worth showing: (label, formatted value) pairs."""
+        s = self.settings
+        value = f"{self.value:.6g}"
+        if self.stderr is not None:
+            value += f" +- {self.stderr:.2g}"
+        rows = [(self.measure, value), ("loss at theta", f"{self.loss_at_theta:.6g}")]
+        if self.perturbed_loss is not None:
+            rows.append(("perturbed loss", f"{self.perturbed_loss:.6g}"))
+        geometry = f"rho={s.get('rho', float('nan')):g} {s.get('norm', '')}"
+        rows.append(("ball", geometry + (" adaptive" if s.get("adaptive") else "")))
+        rows.append(("evaluations", str(self.iterations)))
+        if self.boundary_note:
+            rows.append(("warning", self.boundary_note))
+        return rows
+
+    def __repr__(self) -> str:
+        """One short line (no tensors, no history): ``SharpnessResult(worst=0.0123, ...)``."""
+        return "SharpnessResult(" + ", ".join(f"{k}={v}" for k, v in self._summary()) + ")"
+
+    def _repr_html_(self) -> str:
+        """A small table for notebooks."""
+        return _html_table("SharpnessResult", self._summary())
+
+
+def _html_table(title: str, rows: list[tuple[str, str]]) -> str:
+    from html import escape
+
+    body = "".join(
+        f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>"
+        for k, v in rows
+    )
+    return f"<table><caption>{escape(title)}</caption>{body}</table>"

@@ -33,6 +33,8 @@ from .result import SharpnessResult
 
 __all__ = ["worst_case_sharpness"]
 
+_RISING = 1e-3  # a last step that adds more than this share of the rise: still climbing
+
 
 @dataclass
 class _Ascent:
@@ -41,6 +43,8 @@ class _Ascent:
     iterations: int
     history: list[float]
     start_losses: list[float]
+    still_rising: list[bool]
+    radius: float  # the ball's norm of the best u (== rho: on the boundary)
 
 
 def _start_points(
@@ -85,6 +89,7 @@ class _Search:
         self.best_loss, self.best_u = loss0, [torch.zeros_like(t) for t in obj.theta]
         self.history: list[float] = []
         self.start_losses: list[float] = []
+        self.still_rising: list[bool] = []
         self.iterations = 0
 
     def to_delta(self, u: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -101,7 +106,7 @@ class _Search:
         self, u: list[torch.Tensor], *, rho: float, norm: str, steps: int, step_size: float, tick
     ) -> None:
         """One start: at most ``steps`` ascent steps; the step halves when the loss fails to rise."""
-        step, prev, start_best, done = step_size, -math.inf, -math.inf, 0
+        step, prev, start_best, done, stopped = step_size, -math.inf, -math.inf, 0, False
         for _ in range(steps):
             loss, g = self.obj.loss_grad(self.to_delta(u))
             self.iterations += 1
@@ -114,9 +119,11 @@ class _Search:
                 step *= 0.5
             prev = loss
             if step < step_size * 1e-3:
+                stopped = True
                 break
             d = _ascent_direction(self.grad_u(g), norm)
             if d is None:
+                stopped = True
                 break
             torch._foreach_add_(u, d, alpha=step * rho)
             _project(u, rho, norm)
@@ -124,6 +131,11 @@ class _Search:
         self.iterations += 1
         self.seen(loss, u)
         self.start_losses.append(max(start_best, loss))
+        # the step limit cut the start short: its last step still raised the loss noticeably
+        gain = loss - prev
+        self.still_rising.append(
+            not stopped and gain > _RISING * max(abs(max(start_best, loss) - self.loss0), 1e-12)
+        )
         for _ in range(steps - done):
             tick()
 
@@ -185,7 +197,26 @@ def _pga(
         iterations=search.iterations,
         history=search.history,
         start_losses=search.start_losses,
+        still_rising=search.still_rising,
+        radius=_ball_norm(search.best_u, norm),
     )
+
+
+def _ball_norm(u: list[torch.Tensor], norm: str) -> float:
+    if norm == "l2":
+        return float(global_norm(u))
+    return max((float(t.abs().max()) for t in u if t.numel()), default=0.0)
+
+
+def _step_limit_note(asc: _Ascent, steps: int) -> str | None:
+    """A one-line note when every start was still climbing when the step limit stopped it."""
+    n = len(asc.still_rising)
+    if n and all(asc.still_rising):
+        return (
+            f"all {n} ascent starts were still raising the loss when they stopped at the "
+            f"step limit ({steps} steps): the worst case is likely higher; raise steps"
+        )
+    return None
 
 
 def worst_case_sharpness(
@@ -274,6 +305,13 @@ def worst_case_sharpness(
         data, names, measure="worst", rho=rho, norm=norm, adaptive=adaptive, mode=mode, seed=seed
     )
     settings.update(steps=steps, restarts=restarts, step_size=step_size)
+    return _worst_result(asc, loss0=loss0, names=names, settings=settings)
+
+
+def _worst_result(
+    asc: _Ascent, *, loss0: float, names: list[str], settings: dict
+) -> SharpnessResult:
+    rho, steps = settings["rho"], settings["steps"]
     return SharpnessResult(
         measure="worst",
         value=asc.loss - loss0,
@@ -286,5 +324,8 @@ def worst_case_sharpness(
         extra={
             "delta_norm": float(global_norm(asc.delta)),
             "start_values": [v - loss0 for v in asc.start_losses],
+            "on_boundary": asc.radius >= rho * (1 - 1e-6),
+            "starts_still_rising": sum(asc.still_rising),
         },
+        boundary_note=_step_limit_note(asc, steps),
     )

@@ -263,3 +263,26 @@ def test_errors_are_one_line(cli_runner, cli_app, checkpoint, tmp_path, args, me
 def test_help_lists_both_commands(cli_runner, cli_app):
     result = cli_runner.invoke(cli_app, ["--help"])
     assert "plane" in result.output and "sharpness" in result.output
+
+
+def test_search_limits_give_one_warning_line_on_stderr(cli_runner, cli_app, checkpoint, tmp_path):
+    base = ["--samples", "64", "--device", "cpu", "--json", "-", "--quiet"]
+    result = cli_runner.invoke(
+        cli_app, ["sharpness", checkpoint, "--rho", "0.5", "--steps", "1", *base]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)  # stdout stays pure JSON
+    assert record["boundary_note"] and record["starts_still_rising"] == 3
+    assert result.stderr.strip() == f"warning: {record['boundary_note']}"
+    # on this checkpoint the arc still rises at alpha = 1 (alpha* = 1.5 with a wider search)
+    plane = [*PLANE_ARGS, "--alpha-max", "1", "--alpha-step", "0.1", "--out", str(tmp_path / "p")]
+    result = cli_runner.invoke(cli_app, ["plane", checkpoint, *plane, *base])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["alpha_star"] == 1.0 and record["alpha_star_at_limit"] is True
+    assert result.stderr.startswith("warning: XSAM's alpha* = 1 is the largest alpha searched")
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = cli_runner.invoke(
+        cli_app, ["sharpness", checkpoint, "--rho", "0.05", "--steps", "100", *base]
+    )
+    assert json.loads(result.stdout)["boundary_note"] is None and result.stderr == ""
