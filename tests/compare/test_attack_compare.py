@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_compare import TINY, train_runs
 
 from sharpscope.compare import compare
 from sharpscope.errors import SharpscopeError
+
+from .test_compare import TINY, train_runs
 
 CLI_TINY = [
     "--samples",
@@ -173,7 +174,8 @@ import sharpscope.compare as c
 def slow(*a, **k):
     pathlib.Path(sys.argv[3]).write_text("started")
     time.sleep(120)
-c._probe_metrics = slow
+import sharpscope.compare.probes as probes
+probes.probe_metrics = slow  # run.py looks each probe up in sharpscope.compare.probes
 c.compare([sys.argv[1]], out=sys.argv[2], samples=96, batch_size=64, device="cpu", quiet=True,
           probes=["metrics"])
 """
@@ -241,7 +243,20 @@ def _wrong_type(path: Path) -> None:
 DAMAGE["wrong-field-types"] = _wrong_type
 
 
-@pytest.mark.parametrize("kind", sorted(DAMAGE))
+def _fast_first(cases: list, fast: object) -> list:
+    """One case per kind of damage runs by default; the others are ``slow`` (each case
+    is a full CLI compare of a few seconds)."""
+    return [
+        c
+        if c == fast
+        else pytest.param(*c, marks=pytest.mark.slow)
+        if isinstance(c, tuple)
+        else pytest.param(c, marks=pytest.mark.slow)
+        for c in cases
+    ]
+
+
+@pytest.mark.parametrize("kind", _fast_first(sorted(DAMAGE), "nan"))
 def test_damaged_json_cache_is_recomputed(base, runs, tmp_path, kind):
     out = fresh_copy(base, tmp_path)
     target = out / "cache" / "sam" / "eigen.json"
@@ -276,12 +291,15 @@ def _meta_wrong_type(path: Path) -> None:
 
 @pytest.mark.parametrize(
     "where,damage",
-    [
-        ("sam/slice2d", _damage_npz),
-        ("sam/plane", _npz_wrong_shapes),
-        ("sgd/slice2d", _meta_wrong_type),
+    _fast_first(
+        [
+            ("sam/slice2d", _damage_npz),
+            ("sam/plane", _npz_wrong_shapes),
+            ("sgd/slice2d", _meta_wrong_type),
+            ("sgd/slice1d/directions/001", _damage_npz),
+        ],
         ("sgd/slice1d/directions/001", _damage_npz),
-    ],
+    ),
 )
 def test_damaged_surface_is_recomputed(base, runs, tmp_path, where, damage):
     out = fresh_copy(base, tmp_path)
@@ -311,12 +329,15 @@ def test_damaged_surface_of_a_cached_probe_is_recomputed(base, runs, tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    [
+    _fast_first(
+        [
+            "directions.pt",
+            "cache/sam/owner.json",
+            "figures/index.json",
+            "cache/pairs/sgd__sam/interpolation.json",
+        ],
         "directions.pt",
-        "cache/sam/owner.json",
-        "figures/index.json",
-        "cache/pairs/sgd__sam/interpolation.json",
-    ],
+    ),
 )
 def test_other_damaged_files_are_recomputed(base, runs, tmp_path, name):
     out = fresh_copy(base, tmp_path)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_compare import check_tables_agree
 
 from sharpscope.demo import README_FIGURES, demo_settings, run_demo
 from sharpscope.errors import SharpscopeError
+
+from .test_compare import check_tables_agree
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-import sharpscope.stats as st
+import sharpscope.compare.verdict as vt
+from sharpscope.compare.stats import compare_groups, kendall_with_gap, summarize
 from sharpscope.errors import SharpscopeError
-from sharpscope.stats import compare_groups, kendall_with_gap, summarize
 
 # --------------------------------------------------------------------------- summarize
 
@@ -140,7 +140,7 @@ def test_monte_carlo_permutation_agrees_with_exact_and_is_seeded(monkeypatch) ->
     a = [0.3, 1.7, 0.9, 1.1, 0.4]
     b = [1.5, 2.2, 0.8, 1.9, 1.2]
     exact = _exact_p_by_enumeration(a, b)
-    monkeypatch.setattr(st, "EXACT_PERMUTATION_LIMIT", 100)  # C(10,5) = 252 > 100
+    monkeypatch.setattr(vt, "EXACT_PERMUTATION_LIMIT", 100)  # C(10,5) = 252 > 100
     v = compare_groups(a, b, test="permutation", n_perm=20_000, seed=3)
     assert v.test_used == "permutation (Monte Carlo, 20000 relabelings)"
     # Monte Carlo standard error sqrt(p(1-p)/N) < 0.0036; allow 4 of them.
@@ -209,8 +209,8 @@ def test_bootstrap_ratio_interval_covers_the_true_ratio() -> None:
 def test_bootstrap_interval_is_expanded_for_small_groups() -> None:
     # Hesterberg's expanded percentile level Phi(-sqrt(n/(n-1)) t_{n-1}) * 2:
     # n = 8: t_7 = 2.3646, * sqrt(8/7) = 2.5279, two-sided tail 0.01148 -> 0.9885.
-    assert st._expanded_level(0.95, 8) == pytest.approx(0.98852, abs=2e-5)
-    assert 0.95 < st._expanded_level(0.95, 200) < 0.953  # tends to the level
+    assert vt._expanded_level(0.95, 8) == pytest.approx(0.98852, abs=2e-5)
+    assert 0.95 < vt._expanded_level(0.95, 200) < 0.953  # tends to the level
     # n = 3: t_2 = 4.3027, * sqrt(3/2) = 5.27 -> tails of 1.4e-7: the extreme resamples.
     # a = 1, 2, 3 and b = 4, 5, 6: the smallest ratio resample is all-1 over all-6 (1/6),
     # the largest all-3 over all-4 (3/4); each has probability 1/729 per resample, so

@@ -48,7 +48,7 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory) -> Path:
-    from test_compare import TINY, train_runs
+    from compare.test_compare import TINY, train_runs
 
     from sharpscope.compare import compare
 

@@ -1,0 +1,51 @@
+"""Cells and arrays: how a number is printed, how JSON lists become arrays."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FIGURES", "FLATTEST", "format_value"]
+
+FIGURES = {
+    "measures": "measures.png",
+    "slices_1d": "slices_1d.png",
+    "slices_2d": "slices_2d.png",
+    "density": "density.png",
+    "interpolation": "interpolation.png",
+    "planes": "planes.png",
+    "over_training": "lambda_max_over_training.png",
+}
+FLATTEST = "(flattest)"
+
+
+def format_value(value: Any, stderr: Any = None) -> str:
+    """A table cell: 4 significant digits, ``n/a`` for missing, ``± se`` when known."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    text = f"{float(value):.4g}"
+    if stderr is not None and isinstance(stderr, (int, float)) and math.isfinite(stderr):
+        text += f" ± {float(stderr):.2g}"
+    return text
+
+
+def _arr(values: Any) -> np.ndarray:
+    """A float array from JSON lists (``None`` -> NaN) or an array."""
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64)
+    values = list(values or [])
+    if values and isinstance(values[0], list):
+        return np.array(
+            [[np.nan if v is None else v for v in row] for row in values], dtype=np.float64
+        )
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _clean(values: Any) -> list:
+    return [None if v is None or not np.isfinite(v) else float(v) for v in np.ravel(_arr(values))]

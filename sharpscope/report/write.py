@@ -1,0 +1,111 @@
+"""Writing a report folder: figures (re-drawn only when the numbers change), summaries, page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..utils import atomic_write_json, atomic_write_text
+from .figures import (
+    _fig_density,
+    _fig_interpolation,
+    _fig_measures,
+    _fig_over_training,
+    _fig_slices_1d,
+    _fig_slices_2d,
+)
+from .format import FIGURES
+from .html import report_html
+from .markdown import summary_markdown
+from .planes import _fig_planes, _plane_detail
+
+__all__ = ["write_figures", "write_report"]
+
+
+def _digest(report: Any) -> str:
+    import hashlib
+    import json
+
+    from ..utils import to_jsonable
+
+    settings = {
+        k: v for k, v in report.settings.items() if k not in ("reused_probes", "computed_probes")
+    }
+    payload = {"labels": report.labels, "details": report.details, "settings": settings}
+    text = json.dumps(to_jsonable(payload), sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def write_figures(report: Any) -> dict[str, str]:
+    """Write every PNG figure the report's numbers allow; return ``{"figure:name": path}``.
+
+    The figures are a function of the numbers: when ``figures/index.json`` records the
+    same numbers and every figure it lists is there, nothing is drawn again.
+    """
+    from .._cache import Damaged, notice, read_json_checked
+
+    folder = report.out / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    index = folder / "index.json"
+    digest = _digest(report)
+    try:
+        old = read_json_checked(index)
+    except FileNotFoundError:
+        old = None
+    except Damaged as exc:
+        notice(index, str(exc))
+        old = None
+    files = old.get("files") if isinstance(old, dict) else None
+    if (
+        isinstance(old, dict)
+        and old.get("digest") == digest
+        and isinstance(files, dict)
+        and files
+        # only this folder's own figures: never a path the index names elsewhere
+        and all(isinstance(f, str) and Path(f).parent == folder for f in files.values())
+        and all(Path(f).is_file() for f in files.values())
+    ):
+        return dict(files)
+    files = _draw_figures(report, folder)
+    atomic_write_json(index, {"digest": digest, "files": files})
+    return files
+
+
+def _draw_figures(report: Any, folder: Path) -> dict[str, str]:
+    makers = {
+        "measures": _fig_measures,
+        "slices_1d": _fig_slices_1d,
+        "slices_2d": _fig_slices_2d,
+        "density": _fig_density,
+        "interpolation": _fig_interpolation,
+        "planes": _fig_planes,
+        "over_training": _fig_over_training,
+    }
+    files: dict[str, str] = {}
+    for name, make in makers.items():
+        written = make(report, folder / FIGURES[name])
+        if written is not None:
+            files[f"figure:{name}"] = str(written)
+    for label in report.labels:
+        written = _plane_detail(report, label, folder / f"plane_{label}.png")
+        if written is not None:
+            files[f"figure:plane_{label}"] = str(written)
+    return files
+
+
+def write_report(report: Any) -> dict[str, str]:
+    """Write figures, ``summary.json``, ``summary.md`` and ``report.html`` into ``report.out``."""
+    out = Path(report.out)
+    report.files = {**write_figures(report)}
+    report.files.update(
+        {
+            "summary_json": str(out / "summary.json"),
+            "summary_md": str(out / "summary.md"),
+            "html": str(out / "report.html"),
+            "directions": str(out / "directions.pt"),
+        }
+    )
+    atomic_write_text(out / "summary.md", summary_markdown(report))
+    atomic_write_json(out / "summary.json", report.to_dict())
+    atomic_write_text(out / "report.html", report_html(report))
+    return report.files
