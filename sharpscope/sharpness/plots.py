@@ -1,17 +1,37 @@
-"""Figures of XSAM's plane: :func:`plot_plane` (matplotlib) and :func:`plane_figure_html` (plotly)."""
+"""Figures of XSAM's plane: :func:`plot_plane` (matplotlib) and :func:`plane_figure_html` (plotly).
+
+Both colour the plane's loss with one :class:`~sharpscope.figstyle.LossScale`
+(:func:`plane_scale`), so the PNG and the HTML page show the same contour levels and
+colours; matplotlib files are written by :func:`~sharpscope.figstyle.save_figure`.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SharpscopeError
+from ..figstyle import LossScale, loss_scale, save_figure
 from ..optim.geometry import slerp_coefficients
 from .plane import PlaneResult
 
-__all__ = ["plot_plane", "plane_figure_html"]
+__all__ = ["plot_plane", "plane_figure_html", "plane_scale"]
+
+
+def plane_scale(result: PlaneResult, *, levels: int = 30, log: bool | None = None) -> LossScale:
+    """The contour levels and colour scale of the plane's loss, shared by PNG and HTML.
+
+    ``log`` (default ``None``: yes) spaces the levels geometrically in the loss rise
+    above the plane's minimum (:func:`~sharpscope.figstyle.loss_scale`); ``False``
+    gives round, equally spaced levels. ``levels`` is the approximate level count.
+    """
+    if result.surface is None:
+        raise SharpscopeError("this plane result has no grid surface to draw")
+    mode = "linear" if log is False else "log"
+    return loss_scale(result.surface.loss, mode=mode, n=int(levels))
 
 
 def _arc_point(result: PlaneResult, alpha: float) -> tuple[float, float]:
@@ -27,6 +47,7 @@ def plot_plane(
     title: str | None = None,
     levels: int = 30,
     log: bool | None = None,
+    formats: Sequence[str] | None = None,
 ):
     """Draw the plane: contour with the arc and markers, and the loss along the arc.
 
@@ -41,8 +62,11 @@ def plot_plane(
         path: ``.png``/``.pdf``/``.svg`` (matplotlib) or ``.html`` (interactive plotly,
             self-contained); ``None`` returns the matplotlib figure without saving.
         title: figure title.
-        levels: contour levels.
-        log: colour by ``log10(loss)`` (default: when the loss spans over 2 decades).
+        levels: about this many contour levels.
+        log: levels geometric in the loss rise (default) or, with ``False``, linear;
+            the same scale as :func:`plane_figure_html` (:func:`plane_scale`).
+        formats: write one file per format (``png``, ``pdf``, ``svg``) next to
+            ``path`` (default: the format of ``path``'s suffix).
 
     Returns:
         the matplotlib figure (or the path of the HTML file).
@@ -57,11 +81,8 @@ def plot_plane(
     s = result.surface
     if s is None:
         raise SharpscopeError("this plane result has no grid surface to draw")
-    finite = s.loss[np.isfinite(s.loss)]
-    if log is None:
-        log = bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 100)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13.5, 6.4), gridspec_kw={"width_ratios": [1.2, 1]})
-    _draw_plane_panel(ax, result, levels=levels, log=log)
+    _draw_plane_panel(ax, result, scale=plane_scale(result, levels=levels, log=log))
     _draw_arc_panel(ax2, result)
     fig.suptitle(
         title
@@ -70,12 +91,12 @@ def plot_plane(
     )
     fig.tight_layout()
     if path is not None:
-        _save(fig, Path(path))
+        save_figure(fig, path, formats=formats or (Path(path).suffix.lower()[1:],))
         plt.close(fig)
     return fig
 
 
-def _draw_plane_panel(ax, result: PlaneResult, *, levels: int, log: bool) -> None:
+def _draw_plane_panel(ax, result: PlaneResult, *, scale: LossScale) -> None:
     """The contour of the plane with the arc, SAM's/XSAM's points, the path and the worst point."""
     from matplotlib import patheffects
 
@@ -85,8 +106,7 @@ def _draw_plane_panel(ax, result: PlaneResult, *, levels: int, log: bool) -> Non
     plot_contour(
         result.surface,
         ax=ax,
-        levels=levels,
-        log=log,
+        scale=scale,
         filled=True,
         xlabel="a  (along e1 = v0)",
         ylabel="b  (along e2: v1 minus its v0 part)"
@@ -190,19 +210,18 @@ def _draw_arc_panel(ax2, result: PlaneResult) -> None:
     ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=7.5, frameon=False)
 
 
-def _save(fig, path: Path) -> None:
-    """Write the figure atomically (distributed runs: rank 0 only)."""
-    from ..distributed import is_main
+def plane_figure_html(
+    result: PlaneResult,
+    path: str | Path,
+    *,
+    title: str | None = None,
+    levels: int = 30,
+    log: bool | None = None,
+) -> Path:
+    """Write the plane as a self-contained interactive plotly HTML file (no network needed).
 
-    if is_main():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=130, bbox_inches="tight")
-        tmp.replace(path)
-
-
-def plane_figure_html(result: PlaneResult, path: str | Path, *, title: str | None = None) -> Path:
-    """Write the plane as a self-contained interactive plotly HTML file (no network needed)."""
+    The contour uses the same levels and colours as :func:`plot_plane` (:func:`plane_scale`).
+    """
     from plotly.subplots import make_subplots
 
     fig = make_subplots(
@@ -215,7 +234,7 @@ def plane_figure_html(result: PlaneResult, path: str | Path, *, title: str | Non
             "loss along the slerp arc",
         ),
     )
-    _html_plane_traces(fig, result)
+    _html_plane_traces(fig, result, plane_scale(result, levels=levels, log=log))
     _html_arc_traces(fig, result)
     fig.update_layout(
         title=title
@@ -232,27 +251,16 @@ def plane_figure_html(result: PlaneResult, path: str | Path, *, title: str | Non
     return path
 
 
-def _html_plane_traces(fig, result: PlaneResult) -> None:
+def _html_plane_traces(fig, result: PlaneResult, scale: LossScale) -> None:
     """Left panel: the contour, the arc, the marked points and the ascent path."""
     import plotly.graph_objects as go
 
     s = result.surface
     r = result.rho_max
-    Z = np.where(np.isfinite(s.loss), s.loss, None).T
-    fig.add_trace(
-        go.Contour(
-            x=s.axes[0],
-            y=s.axes[1],
-            z=Z,
-            colorscale="Viridis",
-            ncontours=30,
-            colorbar={"title": "loss", "x": 0.46},
-            name="loss",
-            hovertemplate="a=%{x:.3f}<br>b=%{y:.3f}<br>loss=%{z:.5g}<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
+    contour = scale.plotly_contour(s.loss.T, x=s.axes[0], y=s.axes[1])
+    contour["colorbar"] = {**contour["colorbar"], "x": 0.46}
+    contour["hovertemplate"] = "a=%{x:.3f}<br>b=%{y:.3f}<br>loss=%{customdata:.5g}<extra></extra>"
+    fig.add_trace(go.Contour(name="loss", **contour), row=1, col=1)
     arc = result.arc_coords
     fig.add_trace(
         go.Scatter(
