@@ -23,33 +23,31 @@ from ._common import (
     handles_errors,
     load_cli_problem,
 )
-
-SplitOpt = Annotated[str, typer.Option("--split", help="Data split to evaluate: train or test.")]
-MethodOpt = Annotated[
-    str,
-    typer.Option(
-        "--method",
-        help="auto (vmap over grid points on CUDA, one point at a time on CPU), vmap or loop.",
-    ),
-]
-LogOpt = Annotated[bool, typer.Option("--log", help="Log-scale loss in the plots.")]
-HtmlOpt = Annotated[
-    bool, typer.Option("--html", help="Also write an interactive, self-contained surface.html.")
-]
-ForceOpt = Annotated[
-    bool,
-    typer.Option(
-        "--force",
-        help="Overwrite results in --out computed with other settings (default: resume or refuse).",
-    ),
-]
-RecomputeBnOpt = Annotated[
-    bool,
-    typer.Option(
-        "--recompute-bn",
-        help="Re-estimate BatchNorm running statistics at every point (one extra pass each).",
-    ),
-]
+from .landscape_options import (
+    ChunkSizeOpt,
+    CountOpt,
+    DimsOpt,
+    DirectionsOpt,
+    EigvecsOpt,
+    ForceOpt,
+    FormatOpt,
+    HtmlOpt,
+    IgnoreOpt,
+    LevelsOpt,
+    LogOpt,
+    MethodOpt,
+    NormOpt,
+    OrthogonalOpt,
+    RecomputeBnOpt,
+    SaveDirectionsOpt,
+    SliceOutOpt,
+    SliceRangeOpt,
+    SliceYRangeOpt,
+    SplitOpt,
+    VmaxOpt,
+    VminOpt,
+    _figure_options,
+)
 
 
 def _print(summary: dict[str, Any], quiet: bool, json_out: Path | None, lines: list[str]) -> None:
@@ -69,64 +67,6 @@ def _check_json(json_out: Path | None) -> None:
 
     if json_out is not None and str(json_out) != "-":
         check_writable(json_out, what="--json")
-
-
-# ----------------------------------------------------------------------------- slice options
-DimsOpt = Annotated[int, typer.Option("--dims", help="1 (a curve) or 2 (a surface).")]
-SliceRangeOpt = Annotated[
-    str, typer.Option("--range", help="START:STOP:NUM along the first direction.")
-]
-SliceYRangeOpt = Annotated[
-    Optional[str],
-    typer.Option("--yrange", help="START:STOP:NUM along the second direction (default: --range)."),
-]
-NormOpt = Annotated[
-    str, typer.Option("--norm", help="Random direction normalisation: filter, layer or none.")
-]
-IgnoreOpt = Annotated[
-    str,
-    typer.Option(
-        "--ignore",
-        help="biasbn: zero the direction on biases and BatchNorm parameters; none: keep them.",
-    ),
-]
-DirectionsOpt = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--directions",
-        help="Reuse directions saved with --save-directions (re-normalised to this model).",
-    ),
-]
-EigvecsOpt = Annotated[
-    Optional[Path],
-    typer.Option("--eigvecs", help="Hessian eigenvectors from 'sharpscope eigen --save-vectors'."),
-]
-CountOpt = Annotated[
-    int,
-    typer.Option(
-        "--directions-count",
-        help="With --dims 1: cut N random directions, report median, band, curvature.",
-    ),
-]
-OrthogonalOpt = Annotated[bool, typer.Option("--orthogonal", help="Orthogonalise d2 against d1.")]
-SliceOutOpt = Annotated[
-    Optional[Path],
-    typer.Option("--out", help="Output folder (default: next to the checkpoint, NAME-sliceKd)."),
-]
-SaveDirectionsOpt = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--save-directions", help="Save the directions to reuse them on other checkpoints."
-    ),
-]
-ChunkSizeOpt = Annotated[
-    Optional[int],
-    typer.Option(
-        "--chunk-size",
-        help="Grid points per saved chunk (default: from memory for vmap, about 5% "
-        "of the grid for the loop).",
-    ),
-]
 
 
 def slice_cmd(
@@ -155,6 +95,10 @@ def slice_cmd(
     force: ForceOpt = False,
     recompute_bn: RecomputeBnOpt = False,
     chunk_size: ChunkSizeOpt = None,
+    levels: LevelsOpt = "log",
+    vmin: VminOpt = None,
+    vmax: VmaxOpt = None,
+    formats: FormatOpt = None,
     model: ModelOpt = None,
     model_kwargs: ModelKwargsOpt = None,
     data: DataOpt = None,
@@ -168,6 +112,7 @@ def slice_cmd(
     from sharpscope.landscape.slicing import slice_problem
     from sharpscope.utils import parse_range
 
+    figure = _figure_options(levels, vmin, vmax, formats)
     parse_range(xrange, name="--range")
     if yrange is not None:
         parse_range(yrange, name="--yrange")
@@ -199,6 +144,7 @@ def slice_cmd(
         force=force,
         recompute_bn=recompute_bn,
         chunk_size=chunk_size,
+        **figure,
     )
     _print(s, quiet, json_out, _slice_lines(s, dims, split, count))
 
@@ -246,6 +192,7 @@ def interpolate_cmd(
             "--allow-mismatch", help="Interpolate checkpoints of different model specs or data."
         ),
     ] = False,
+    formats: FormatOpt = None,
     model: ModelOpt = None,
     model_kwargs: ModelKwargsOpt = None,
     data: DataOpt = None,
@@ -259,6 +206,7 @@ def interpolate_cmd(
     from sharpscope.landscape.api import interpolate_problems
     from sharpscope.utils import parse_range
 
+    figure = _figure_options(None, None, None, formats)
     parse_range(xrange, name="--range")
     a = load_cli_problem(
         checkpoint_a, model=model, model_kwargs=model_kwargs, data=data, device=device
@@ -283,6 +231,7 @@ def interpolate_cmd(
         force=force,
         recompute_bn=recompute_bn,
         allow_mismatch=allow_mismatch,
+        **figure,
     )
     lines = [
         f"interpolate  {checkpoint_a} -> {checkpoint_b}, distance {_fmt(s['distance'])}",
@@ -334,6 +283,10 @@ def trajectory_cmd(
     ] = None,
     html: HtmlOpt = False,
     force: ForceOpt = False,
+    levels: LevelsOpt = "log",
+    vmin: VminOpt = None,
+    vmax: VmaxOpt = None,
+    formats: FormatOpt = None,
     model: ModelOpt = None,
     model_kwargs: ModelKwargsOpt = None,
     data: DataOpt = None,
@@ -346,6 +299,7 @@ def trajectory_cmd(
     _check_json(json_out)
     from sharpscope.landscape.api import trajectory_problem
 
+    figure = _figure_options(levels, vmin, vmax, formats)
     final = _check_run_dir(run_dir, xrange, yrange)
     problem = load_cli_problem(
         final, model=model, model_kwargs=model_kwargs, data=data, device=device
@@ -368,6 +322,7 @@ def trajectory_cmd(
         html=html,
         quiet=quiet,
         force=force,
+        **figure,
     )
     ev = s["explained_variance_ratio"]
     lines = [

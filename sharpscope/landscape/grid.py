@@ -83,6 +83,7 @@ def evaluate_grid(
     recompute_bn: bool = False,
     force: bool = False,
     on_chunk: Callable[[Surface], None] | None = None,
+    progress_label: str = "loss surface",
 ) -> Surface:
     """Loss and accuracy on the grid ``center + sum_i axes[i][k_i] * directions[i]``.
 
@@ -106,6 +107,7 @@ def evaluate_grid(
         metadata: extra plain data stored in ``meta.json`` (not compared on resume).
         on_chunk: called with the surface after each saved chunk (progress hooks; an
             exception raised there stops the run with the finished chunks kept).
+        progress_label: the progress bar's label (e.g. ``direction 3/20``).
         mode, method, quiet, chunk_size, recompute_bn, force: see :class:`GridSettings`
             (``method="auto"`` is vmap on CUDA and the loop on the CPU, measured faster
             there; a model that cannot be vmapped falls back to the loop; ``chunk_size``
@@ -137,8 +139,9 @@ def evaluate_grid(
         base, dirs = _origin_and_directions(own, directions, center)
         device = next(iter(own.values())).device
         run = _Run(
-            model, loss_fn, batches, base, dirs, settings, current(), out_dir, on_chunk, device
-        )
+            model, loss_fn, batches, base, dirs, settings, current(), out_dir, on_chunk, device,
+            progress_label,
+        )  # fmt: skip
         signature = grid_signature(settings, dirs=dirs, base=base, batches=batches, loss_fn=loss_fn)
         surface = _start_surface(run, signature, metadata, own)
         _compute(run, surface)
@@ -159,6 +162,7 @@ class _Run:
     out_dir: str | Path | None
     on_chunk: Callable[[Surface], None] | None
     device: torch.device
+    progress_label: str = "loss surface"
 
     @property
     def out(self) -> Path | None:
@@ -253,7 +257,7 @@ def _compute(run: _Run, surface: Surface) -> None:
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
         world = run.ctx.world_size if run.ctx is not None else 1
         rounds = [chunks[i : i + world] for i in range(0, len(chunks), world)]
-        for group in progress(rounds, desc="loss surface", quiet=s.quiet, unit="chunk"):
+        for group in progress(rounds, desc=run.progress_label, quiet=s.quiet, unit="chunk"):
             chosen = _run_round(run, surface, group, grid, chosen)
             now = time.perf_counter()
             surface.meta["elapsed_s"] = float(surface.meta.get("elapsed_s", 0.0)) + now - started

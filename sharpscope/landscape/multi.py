@@ -155,7 +155,8 @@ def evaluate_slices_1d(
 
     Each slice is its own resumable surface (``out_dir/directions/NNN``); the set
     holds the curves, their median and 10-90% band, and the curvature at the centre
-    along every direction (:func:`center_curvature`).
+    along every direction (:func:`center_curvature`). Each slice has its own progress
+    bar, labelled ``direction 3/20``.
     """
     if not directions:
         raise SharpscopeError("no directions given")
@@ -174,6 +175,7 @@ def evaluate_slices_1d(
                 out_dir=sub,
                 quiet=quiet,
                 metadata=metadata,
+                progress_label=f"direction {i + 1}/{len(directions)}",
                 **grid_kwargs,
             )
         )

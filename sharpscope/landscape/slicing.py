@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,13 +10,14 @@ import numpy as np
 import torch
 
 from ..errors import SharpscopeError
+from ..figstyle import direction_label, parse_formats, title_for
 from ..problem import Problem
 from ..utils import check_writable, parse_range
 from .directions import random_directions
 from .files import eigen_directions, load_directions
 from .grid import evaluate_grid
 from .multi import evaluate_slices_1d
-from .plots import plot_1d, plot_surface_html, write_slice_plots
+from .plots import Levels, plot_1d, plot_surface_html, write_slice_plots
 from .resume import locks_output
 from .surface import Surface, grid_axis
 from .vectors import Directions
@@ -55,6 +57,10 @@ def slice_problem(
     force: bool = False,
     recompute_bn: bool = False,
     chunk_size: int | None = None,
+    levels: Levels | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    formats: Sequence[str] = ("png",),
 ) -> dict[str, Any]:
     """A 1D or 2D slice of the loss around a checkpoint (Li et al. 2018), written to ``out``.
 
@@ -62,7 +68,12 @@ def slice_problem(
     this model with the file's recipe), ``eigvecs`` (Hessian eigenvectors, used as they
     are) or a fresh seeded random draw with ``norm``/``ignore``/``orthogonal``. With
     ``count > 1`` (1D only) that many directions are cut and summarised.
+
+    Figures: ``levels`` (``log``, the default, ``li``, ``linear`` or explicit levels),
+    ``vmin``/``vmax`` set the contour levels and colour scale; each figure is written
+    once per entry of ``formats`` (``png``, ``pdf``, ``svg``).
     """
+    formats = parse_formats(formats)
     _check_slice_args(dims, count, directions, eigvecs, save_directions)
     axes = [_axis(xrange, "--range")]
     if dims == 2:
@@ -91,13 +102,20 @@ def slice_problem(
         "recompute_bn": recompute_bn,
         "chunk_size": chunk_size,
     }
-    title = f"{problem.label}: {dirs.kind} directions" + (
-        f", {dirs.norm} norm" if dirs.norm != "none" else ""
-    )
+    name = problem.describe().get("checkpoint") or problem.label
+    figure = {
+        "title": f"{title_for(name, mode)}\n{dirs.kind} directions",
+        "xlabel": _axis_label(dirs, 1),
+        "ylabel": _axis_label(dirs, 2),
+        "levels": levels,
+        "vmin": vmin,
+        "vmax": vmax,
+        "formats": formats,
+        "log": log,
+        "html": html,
+    }
     run = _slice_many if count > 1 else _slice_one
-    summary, files = run(
-        problem, batches, resolved, axes, out, meta, common, log=log, html=html, title=title
-    )
+    summary, files = run(problem, batches, resolved, axes, out, meta, common, figure)
     if save_directions is not None:
         files.append(Path(save_directions))
     summary["out"] = str(out)
@@ -185,10 +203,7 @@ def _slice_many(
     out: Path,
     meta: dict[str, Any],
     common: dict[str, Any],
-    *,
-    log: bool,
-    html: bool,
-    title: str,
+    figure: dict[str, Any],
 ) -> tuple[dict[str, Any], list[Path]]:
     """Several 1D slices: median curve, band and curvatures (``--directions-count``)."""
     sset = evaluate_slices_1d(
@@ -201,9 +216,18 @@ def _slice_many(
         metadata=meta,
         **common,
     )
-    plot_1d([sset], out / "slice1d.png", log=log, labels=[problem.label], title=title)
-    files = [out / "surface.npz", out / "meta.json", out / "slice1d.png"]
-    if html:
+    fmts = figure["formats"]
+    plot_1d(
+        [sset],
+        out / "slice1d",
+        log=figure["log"],
+        labels=[problem.label],
+        title=figure["title"],
+        xlabel=figure["xlabel"],
+        formats=fmts,
+    )
+    files = [out / "surface.npz", out / "meta.json"] + [out / f"slice1d.{f}" for f in fmts]
+    if figure["html"]:
         median = Surface(
             [sset.x], sset.median, sset.median_accuracy, np.ones_like(sset.median, dtype=bool)
         )
@@ -212,8 +236,9 @@ def _slice_many(
                 [median],
                 out / "surface.html",
                 labels=[f"{problem.label} (median)"],
-                log=log,
-                title=title,
+                log=figure["log"],
+                title=figure["title"],
+                xlabel=figure["xlabel"],
             )
         )
     summary = {
@@ -233,10 +258,7 @@ def _slice_one(
     out: Path,
     meta: dict[str, Any],
     common: dict[str, Any],
-    *,
-    log: bool,
-    html: bool,
-    title: str,
+    figure: dict[str, Any],
 ) -> tuple[dict[str, Any], list[Path]]:
     """One 1D or 2D slice and its standard plots."""
     surface = evaluate_grid(
@@ -249,9 +271,7 @@ def _slice_one(
         metadata=meta,
         **common,
     )
-    files = [out / "surface.npz", out / "meta.json"] + write_slice_plots(
-        surface, out, log=log, html=html, title=title
-    )
+    files = [out / "surface.npz", out / "meta.json"] + write_slice_plots(surface, out, **figure)
     summary = {
         **meta,
         **surface.summary(),
@@ -259,3 +279,10 @@ def _slice_one(
         "elapsed_s": surface.meta.get("elapsed_s"),
     }
     return summary, files
+
+
+def _axis_label(dirs: Directions, i: int) -> str:
+    """``direction 1 (filter-normalised)``; eigenvectors are unit vectors, named as such."""
+    if dirs.kind == "eigen":
+        return f"Hessian eigenvector {i} (unit length)"
+    return direction_label(i, dirs.norm)

@@ -7,12 +7,13 @@ masked and drawn as gaps. Comparison figures share one colour scale and one set 
 contour levels, so two minima are compared honestly.
 """
 
+from .common import Levels, parse_levels, scale_for, shared_levels
 from .common import _plt as _plt
 from .common import _values as _values
-from .common import shared_levels
 from .html import plot_surface_html
 from .lines import plot_1d
-from .maps import plot_comparison, plot_contour, plot_heatmap, plot_surface3d, plot_trajectory
+from .maps import plot_contour, plot_heatmap, plot_surface3d
+from .panels import plot_comparison, plot_trajectory
 from .standard import write_slice_plots
 
 __all__ = [
@@ -24,5 +25,8 @@ __all__ = [
     "plot_comparison",
     "plot_trajectory",
     "shared_levels",
+    "scale_for",
+    "parse_levels",
+    "Levels",
     "write_slice_plots",
 ]

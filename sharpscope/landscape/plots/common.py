@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ...errors import SharpscopeError
+from ...figstyle import LEVEL_MODES, LossScale, loss_scale, save_figure, style
 from ..surface import Surface
 
-__all__ = ["shared_levels"]
+__all__ = ["shared_levels", "scale_for", "parse_levels", "Levels"]
+
+# a level mode (``log``, ``li``, ``linear``) or explicit levels in loss units
+Levels = str | Sequence[float] | np.ndarray
 
 _TINY = 1e-12
 
@@ -68,24 +74,102 @@ def shared_levels(
     return np.linspace(lo, hi, int(n))
 
 
-def _save(fig: Any, path: str | Path | None, own: bool) -> None:
+def _save(
+    fig: Any, path: str | Path | None, own: bool, formats: Sequence[str] | None = None
+) -> list[Path]:
+    """Write ``fig`` to ``path`` (format from its suffix) or once per ``formats`` beside it."""
     if path is None:
-        return
+        return []
     path = Path(path)
-    if path.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise SharpscopeError(f"plot file {path} must end in .png, .pdf or .svg")
+    if formats is None:
+        if path.suffix.lower() not in (".png", ".pdf", ".svg"):
+            raise SharpscopeError(f"plot file {path} must end in .png, .pdf or .svg")
+        formats = (path.suffix.lower().lstrip("."),)
     from ...distributed import is_main
 
-    if not is_main():  # distributed runs: rank 0 writes the figures
-        if own:
-            _plt().close(fig)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    tmp.replace(path)
+    written: list[Path] = []
+    if is_main():  # distributed runs: rank 0 writes the figures
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written = save_figure(fig, path, formats=formats)
     if own:
         _plt().close(fig)
+    return written
+
+
+@contextlib.contextmanager
+def _styled(apply: bool) -> Iterator[None]:
+    """sharpscope's figure style for a figure the function creates (not for a caller's axes)."""
+    if not apply:
+        yield
+        return
+    with style():
+        yield
+
+
+def parse_levels(text: str) -> Levels:
+    """``--levels``: ``log``, ``li``, ``linear`` or comma-separated numbers (explicit levels)."""
+    t = str(text).strip().lower()
+    if t in LEVEL_MODES:
+        return t
+    try:
+        values = tuple(float(v) for v in t.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(math.isfinite(v) for v in values):
+        raise SharpscopeError(
+            f"--levels must be log, li, linear or comma-separated numbers like 0.1,0.5,1, "
+            f"got {text!r}"
+        )
+    return values
+
+
+def scale_for(
+    surfaces: Sequence[Surface],
+    *,
+    levels: Levels | None = "log",
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> LossScale:
+    """One colour scale and set of contour levels for the real losses of ``surfaces``.
+
+    ``levels`` is a mode of :func:`sharpscope.figstyle.loss_scale` (``log``: log-spaced
+    rises above the minimum, the default; ``li``; ``linear``) or explicit levels.
+    """
+    z = np.concatenate([_values(s.loss, False).ravel() for s in surfaces])
+    if levels is None or isinstance(levels, str):
+        return loss_scale(z, mode=levels or "log", vmin=vmin, vmax=vmax)
+    return loss_scale(z, levels=levels, vmin=vmin, vmax=vmax)
+
+
+def _scaled(
+    surface: Surface,
+    *,
+    levels: Levels | int | None,
+    log: bool,
+    vmin: float | None,
+    vmax: float | None,
+    scale: LossScale | None,
+) -> tuple[np.ndarray, LossScale, str]:
+    """The values to draw, their :class:`LossScale` and the colour-bar quantity.
+
+    A mode (or nothing) colours the real loss; explicit levels or a level count keep
+    the 0.1 behaviour: levels on ``log10(loss)`` with ``log``, on the loss otherwise.
+    """
+    if scale is not None:
+        return _values(surface.loss, False), scale, "loss"
+    if levels is None or isinstance(levels, str):
+        return (
+            _values(surface.loss, False),
+            scale_for([surface], levels=levels, vmin=vmin, vmax=vmax),
+            "loss",
+        )
+    z = _values(surface.loss, log)
+    if isinstance(levels, (int, np.integer)) and not isinstance(levels, bool):
+        lv = shared_levels([surface], log=log, n=int(levels), vmin=vmin, vmax=vmax)
+        if lv is None:
+            return z, LossScale(np.array([]), "explicit", math.nan, math.nan), _label(log)
+        return z, loss_scale(z, levels=lv), _label(log)
+    return z, loss_scale(z, levels=levels, vmin=vmin, vmax=vmax), _label(log)
 
 
 def _new_ax(ax: Any, **kw: Any) -> tuple[Any, Any, bool]:
