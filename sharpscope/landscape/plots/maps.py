@@ -100,7 +100,12 @@ def _draw_contour(
         if label_levels and len(cs.levels):
             ax.clabel(cs, inline=True, fontsize=6, fmt=scale.level_formatter())
     if colorbar:
-        scale.colorbar(fig, cs, ax=ax, what=what)
+        mappable = cs
+        if not (filled and len(levels) >= 2):  # lines: a continuous bar (also for one level)
+            import matplotlib.cm
+
+            mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
+        scale.colorbar(fig, mappable, ax=ax, what=what)
 
 
 def _draw_markers(ax: Any, markers: Sequence[dict[str, Any]] | None) -> None:
