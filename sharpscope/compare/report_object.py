@@ -36,6 +36,10 @@ class ComparisonReport:
         settings: every setting that defines the numbers.
         files: the files written (summary, figures, HTML page).
         notes: warnings (one checkpoint only, probes skipped, mismatches allowed...).
+        groups: for a comparison of groups (seeds), each group's member labels.
+        group_stats: for groups, per measure: each group's mean, std and interval
+            (``summaries``), the ``verdicts`` of every pair of groups and the Kendall
+            ``correlations`` with the generalisation gap (see :mod:`.group_stats`).
     """
 
     out: Path
@@ -48,6 +52,8 @@ class ComparisonReport:
     files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    group_stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def html_path(self) -> Path:
@@ -64,6 +70,47 @@ class ComparisonReport:
                 if row["label"] == label and measure in row["values"]:
                     return row["values"][measure]
         raise SharpscopeError(f"no measure {measure!r} for {label!r} in this report")
+
+    def _group(self, group: str, measure: str) -> dict[str, Any]:
+        if group not in self.groups:
+            known = ", ".join(self.groups) or "none: this report compares single checkpoints"
+            raise SharpscopeError(f"no group {group!r} in this report (groups: {known})")
+        summaries = self.group_stats.get("summaries", {})
+        if measure not in summaries:
+            raise SharpscopeError(
+                f"no measure {measure!r} in this report's groups "
+                f"(measures: {', '.join(summaries) or 'none'})"
+            )
+        found = summaries[measure].get(group)
+        if found is None:
+            raise SharpscopeError(f"group {group!r} has no finite {measure!r}")
+        return found
+
+    def group_summary(self, group: str, measure: str) -> Any:
+        """The :class:`~sharpscope.compare.stats.GroupSummary` of ``group`` for ``measure``."""
+        from .stats import GroupSummary
+
+        s = self._group(group, measure)
+        return GroupSummary(**{k: s[k] for k in GroupSummary.__dataclass_fields__})
+
+    def verdict(self, a: str, b: str, measure: str) -> Any:
+        """Is group ``a`` flatter than group ``b`` by ``measure``? The
+        :class:`~sharpscope.compare.stats.Verdict` of :func:`compare_groups` on the runs'
+        numbers (with their standard errors where the measure has them)."""
+        from .stats import compare_groups
+        from .tables import MEASURES
+
+        ga, gb = self._group(a, measure), self._group(b, measure)
+        lower = {m.key: m.lower_is_flatter for m in MEASURES}.get(measure, True)
+        return compare_groups(
+            ga["values"],
+            gb["values"],
+            a_se=ga["stderr"],
+            b_se=gb["stderr"],
+            lower_is_flatter=lower,
+            level=self.group_stats.get("level", 0.95),
+            seed=int(self.settings["seed"]),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready content of ``summary.json``."""
@@ -82,6 +129,7 @@ class ComparisonReport:
                 "notes": self.notes,
                 "files": self.files,
                 "details": self.details,
+                **({"groups": self.groups, "group_stats": self.group_stats} if self.groups else {}),
             }
         )
 

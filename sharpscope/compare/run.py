@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +25,13 @@ from .cache import (
     check_settings_file,
     claim,
     clear_report,
-    directions_fingerprint,
     grid_folders,
-    load_shared_directions,
     schemas,
     validator,
 )
+from .directions import directions_for, shared_directions
+from .group_stats import group_statistics
+from .groups import group_spec, resolve_groups
 from .inputs import file_fingerprint, resolve_inputs, run_fingerprint, unique_labels
 from .report_object import ComparisonReport, environment
 from .settings import REPORT_FORMAT, SETTINGS_FILE, CompareSettings, choose_probes
@@ -40,7 +41,7 @@ __all__ = ["compare"]
 
 
 def compare(
-    checkpoints: Sequence[str | Path],
+    checkpoints: Sequence[str | Path] | Mapping[str, Sequence[str | Path]],
     *,
     out: str | Path,
     samples: int | None = 4096,
@@ -77,7 +78,9 @@ def compare(
 
     Args:
         checkpoints: checkpoint files or run folders (a run folder stands for its
-            ``final.pt`` and, for ``lambda_max`` over training, its ``epoch_XXX.pt``).
+            ``final.pt`` and, for ``lambda_max`` over training, its ``epoch_XXX.pt``),
+            or groups of runs (seeds, see :mod:`.groups` and :mod:`.group_stats`):
+            ``{"sgd": [...], ...}``, ``LABEL=GLOB`` strings or folders of run folders.
         out: the report folder.
         samples ... interp_range: the probes' settings, see :class:`CompareSettings`.
         allow_mismatch: compare checkpoints of different architectures or data anyway.
@@ -86,13 +89,9 @@ def compare(
         quiet: no progress bar.
         probes: the probes to run (default: all of :data:`PROBES`).
 
-    Returns:
-        the :class:`ComparisonReport` (also written to ``out``).
-
-    Raises:
-        SharpscopeError: no checkpoints, missing files, checkpoints that are not
-            comparable, bad ranges or settings, a report in ``out`` made with other
-            settings (without ``force``).
+    Returns the :class:`ComparisonReport` (also written to ``out``). Raises
+    :class:`SharpscopeError` for no checkpoints, missing files, checkpoints that are not
+    comparable, bad settings, a report in ``out`` made with other settings (no ``force``).
     """
     chosen = choose_probes(probes)
     settings = CompareSettings(
@@ -114,7 +113,10 @@ def compare(
         plane_range=plane_range,
         interp_range=interp_range,
     )
-    inputs = resolve_inputs(checkpoints)
+    spec = group_spec(checkpoints)
+    inputs, groups = (
+        resolve_groups(spec) if spec is not None else (resolve_inputs(checkpoints), None)
+    )
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise SharpscopeError(f"--out {out} is a file, not a folder")
@@ -128,6 +130,7 @@ def compare(
                 out=out,
                 settings=settings.to_dict(),
                 chosen=chosen,
+                groups=groups,
                 allow_mismatch=allow_mismatch,
                 force=force,
                 device=device,
@@ -158,6 +161,8 @@ class _Job:
     directions: Any = None
     directions_fp: str = ""
     resolved: dict[str, list] = field(default_factory=dict)
+    group_index: dict[str, list[int]] | None = None  # group -> indices into inputs
+    groups: dict[str, list[str]] = field(default_factory=dict)  # group -> member labels
 
 
 def _on_main(fn: Any) -> Any:
@@ -172,6 +177,7 @@ def _compare_locked(
     out: Path,
     settings: dict[str, Any],
     chosen: list[str],
+    groups: dict[str, list[int]] | None = None,
     allow_mismatch: bool,
     force: bool,
     device: str,
@@ -183,14 +189,14 @@ def _compare_locked(
 
     if not force:
         _on_main(lambda: check_settings_file(out, settings))
-    job = _Job(out, settings, chosen, inputs, resolve_device(device))
+    job = _Job(out, settings, chosen, inputs, resolve_device(device), group_index=groups)
     _load_problems(job, allow_mismatch=allow_mismatch)
     if force:  # everything is validated: only now is the old report replaced
         _on_main(lambda: clear_report(out))
     if is_main():
         out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / SETTINGS_FILE, {"format": REPORT_FORMAT, "settings": settings})
-    _shared_directions(job)
+    shared_directions(job)
     tasks = _plan(job)
     details, pairs, reused = _run_tasks(job, tasks, quiet=quiet)
     report = _assemble(job, details, pairs)
@@ -210,6 +216,9 @@ def _load_problems(job: _Job, *, allow_mismatch: bool) -> None:
     job.labels = unique_labels([rec["name"] for rec in job.inputs])
     for p, label in zip(job.problems, job.labels, strict=True):
         p.label = label
+    if job.group_index is not None:
+        job.groups = {g: [job.labels[i] for i in idx] for g, idx in job.group_index.items()}
+        _check_groups(job, allow_mismatch=allow_mismatch)
     if len(job.problems) < 2:
         job.notes.append(
             "only one checkpoint: its numbers are reported, but nothing is marked flattest "
@@ -234,46 +243,31 @@ def _load_problems(job: _Job, *, allow_mismatch: bool) -> None:
         job.runs[p.label] = rec["run"]
 
 
-def _draw_directions(model: Any, job: _Job) -> Any:
-    from ..landscape.directions import random_directions
+def _check_groups(job: _Job, *, allow_mismatch: bool) -> None:
+    """Refuse a group whose members differ in architecture or data (unless allowed)."""
+    from ..problem import check_comparable
 
-    need = max(job.settings["directions_count"], 2)
-    seed = job.settings["seed"]
-    return random_directions(model, count=need, seed=seed, norm="filter", ignore="biasbn")
-
-
-def _shared_directions(job: _Job) -> None:
-    """The shared directions: drawn once from the first model (or reloaded), re-normalised
-    per model."""
-    need = max(job.settings["directions_count"], 2)
-    dir_path = job.out / "directions.pt"
-    model = job.problems[0].model
-    dirs = _on_main(lambda: load_shared_directions(dir_path, model, need, job.settings["seed"]))
-    if dirs is None:
-        dirs = _draw_directions(model, job)
-        dirs.save(dir_path)
-    job.directions = dirs
-    job.directions_fp = directions_fingerprint(dirs, need)
-
-
-def _directions_for(job: _Job, problem: Any) -> list:
-    """The shared directions resolved against ``problem``'s model (its own if they don't fit)."""
-    try:
-        return job.directions.resolve(problem.model)
-    except SharpscopeError:
-        job.notes.append(
-            f"{problem.label}: the shared directions do not fit this model, so it was "
-            "cut along its own random directions (same seed)"
-        )
-        return _draw_directions(problem.model, job).resolve(problem.model)
+    for group, idx in (job.group_index or {}).items():
+        try:
+            check_comparable([job.problems[i] for i in idx], allow_mismatch=False)
+        except CheckpointError as exc:
+            if not allow_mismatch:
+                raise CheckpointError(
+                    f"group {group!r} mixes architectures or data ({exc}): a group holds runs "
+                    "of one setup (seeds); use --allow-mismatch to compare anyway"
+                ) from None
+            job.notes.append(f"group {group!r} mixes architectures or data (--allow-mismatch)")
 
 
 def _plan(job: _Job) -> list[tuple[str, Any]]:
     """``(probe, problem)`` per model and probe, then ``("interpolation", (a, b))`` pairs and
     ``("over_training", problem)`` for run folders."""
     chosen, problems = job.chosen, job.problems
+    ends = list(range(len(problems)))
+    if job.group_index is not None:  # groups: between the first runs of the groups
+        ends = [idx[0] for idx in job.group_index.values()]
     pairs = (
-        list(itertools.combinations(range(len(problems)), 2))
+        list(itertools.combinations(ends, 2))
         if "interpolation" in chosen and job.comparable
         else []
     )
@@ -369,7 +363,7 @@ def _run_probe(job: _Job, probe: str, p: Any) -> tuple[dict[str, Any], bool]:
     if probe in ("slice1d", "slice2d"):
         key["directions"] = job.directions_fp  # other shared directions: other slices
         if label not in job.resolved:
-            job.resolved[label] = _directions_for(job, p)
+            job.resolved[label] = directions_for(job, p)
     drawn = probe in ("slice2d", "plane")
     res, hit = cached(
         folder / f"{probe}.json",
@@ -404,4 +398,7 @@ def _assemble(
     )
     batches = job.batches[job.labels[0]]
     report.settings["probe_samples"] = int(sum(len(b[1]) for b in batches))
+    if job.group_index is not None:
+        report.groups = job.groups
+        report.group_stats = group_statistics(tables, job.groups, seed=job.settings["seed"])
     return report

@@ -51,12 +51,19 @@ def _surfaces(report: Any, probe: str) -> list[tuple[str, Any]]:
     from ..landscape.grid import Surface
 
     out = []
-    for label in report.labels:
+    for label in panel_labels(report):
         d = report.details.get(label, {}).get(probe)
         if d is None:
             continue
         out.append((label, Surface.load(d["surface_dir"])))
     return out
+
+
+def panel_labels(report: Any) -> list[str]:
+    """The checkpoints that get a panel of their own (2D slices, planes): every one, or the
+    first run of each group in a comparison of groups (a panel per seed would not fit)."""
+    groups = getattr(report, "groups", None)
+    return [members[0] for members in groups.values()] if groups else list(report.labels)
 
 
 def _fig_measures(report: Any, path: Path) -> Path | None:

@@ -17,6 +17,8 @@ FIGURES = {
     "interpolation": "interpolation.png",
     "planes": "planes.png",
     "over_training": "lambda_max_over_training.png",
+    "group_strips": "groups.png",
+    "gap_scatter": "gap_correlation.png",
 }
 FLATTEST = "(flattest)"
 

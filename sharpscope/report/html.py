@@ -9,6 +9,8 @@ from typing import Any
 
 from .figures import _slice_sets, _surfaces
 from .format import FLATTEST, _clean, format_value
+from .group_figures import plotly_gap_scatter, plotly_group_strips
+from .groups import group_html
 
 __all__ = ["report_html"]
 
@@ -292,6 +294,8 @@ _PLOTLY_MAKERS = (
     _plotly_interpolation,
     _plotly_planes,
     _plotly_over_training,
+    plotly_group_strips,
+    plotly_gap_scatter,
 )
 
 
@@ -349,6 +353,7 @@ def report_html(report: Any) -> str:
         table = _html_table(t[name], first=first, marks=False)
         if table:
             parts += [f"<h2>{title}</h2>", table]
+    parts += group_html(report)
     figs = _plotly_figures(report)
     if figs:
         parts.append("<h2>Interactive figures</h2>")

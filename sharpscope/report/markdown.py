@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .format import FLATTEST, format_value
+from .groups import group_markdown, group_table, verdict_text
 
 __all__ = ["summary_markdown", "summary_tables"]
 
@@ -80,7 +81,8 @@ def summary_markdown(report: Any) -> str:
             direction = "lower = flatter" if c["lower_is_flatter"] else "higher = flatter"
             lines.append(f"- **{c['title']}** ({direction}): {c['description']}.")
         lines.append("")
-    lines += _verdict_lines(report)
+    # groups: mean and interval per group and a verdict per pair replace 'versus the first'
+    lines += group_markdown(report) or _verdict_lines(report)
     for name, title, first in (
         ("performance", "Loss and accuracy", "checkpoint"),
         ("plane", "XSAM plane (Chen & Zhou 2026)", "checkpoint"),
@@ -125,5 +127,12 @@ def summary_tables(report: Any) -> str:
     perf = _md_table(t["performance"], first="checkpoint", marks=False)
     if perf:
         lines += ["Loss and accuracy:", *perf, ""]
+    if getattr(report, "groups", None):
+        titles = {c["key"]: c["title"] for c in t["flatness"]["columns"]}
+        lines += ["Groups (mean [95% CI] over runs):", *group_table(report), ""]
+        lines += ["Is it really flatter?"]
+        for measure, verdicts in report.group_stats.get("verdicts", {}).items():
+            lines += [f"  {titles.get(measure, measure)}: {verdict_text(v)}" for v in verdicts]
+        lines.append("")
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines).rstrip()

@@ -13,8 +13,10 @@ from .figures import (
     _fig_over_training,
     _fig_slices_1d,
     _fig_slices_2d,
+    panel_labels,
 )
 from .format import FIGURES
+from .group_figures import fig_gap_scatter, fig_group_strips
 from .html import report_html
 from .markdown import summary_markdown
 from .planes import _fig_planes, _plane_detail
@@ -32,6 +34,8 @@ def _digest(report: Any) -> str:
         k: v for k, v in report.settings.items() if k not in ("reused_probes", "computed_probes")
     }
     payload = {"labels": report.labels, "details": report.details, "settings": settings}
+    if getattr(report, "groups", None):  # (only then: older reports keep their digest)
+        payload["groups"] = report.groups
     text = json.dumps(to_jsonable(payload), sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()
 
@@ -80,13 +84,15 @@ def _draw_figures(report: Any, folder: Path) -> dict[str, str]:
         "interpolation": _fig_interpolation,
         "planes": _fig_planes,
         "over_training": _fig_over_training,
+        "group_strips": fig_group_strips,
+        "gap_scatter": fig_gap_scatter,
     }
     files: dict[str, str] = {}
     for name, make in makers.items():
         written = make(report, folder / FIGURES[name])
         if written is not None:
             files[f"figure:{name}"] = str(written)
-    for label in report.labels:
+    for label in panel_labels(report):
         written = _plane_detail(report, label, folder / f"plane_{label}.png")
         if written is not None:
             files[f"figure:plane_{label}"] = str(written)
