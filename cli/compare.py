@@ -22,7 +22,9 @@ CheckpointsArg = Annotated[
     list[Path],
     typer.Argument(
         help="Checkpoints or run folders (a run folder: its final.pt, and its "
-        "epoch_XXX.pt for lambda_max over training)."
+        "epoch_XXX.pt for lambda_max over training), or groups of runs (seeds): "
+        "LABEL=GLOB (sgd=runs/sgd-s*/) or a folder of run folders (runs/sam/ holding "
+        "seed0/ seed1/ ...); groups get mean and 95% CI per measure and a verdict per pair."
     ),
 ]
 SamplesOpt = Annotated[
@@ -147,7 +149,7 @@ def demo_cmd(
     json_out: JsonOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train SGD, SAM and XSAM on the bundled digits data and compare their minima."""
+    """Train SGD, SAM and XSAM (several seeds each) on digits and compare their minima."""
     from sharpscope.demo import run_demo
 
     report = run_demo(

@@ -1,4 +1,5 @@
-"""The demo: train SGD, SAM and XSAM on the bundled digits data and compare their minima.
+"""The demo: train SGD, SAM and XSAM on the bundled digits data, several seeds each, and
+compare their minima as groups (is SAM really flatter, over seeds?).
 
 :func:`run_demo` is what ``sharpscope demo`` runs and what regenerates the README
 figures (``sharpscope demo --figures-dir figures``). Every step resumes: finished
@@ -29,6 +30,8 @@ README_FIGURES = (
     "planes.png",
     "lambda_max_over_training.png",
     "interpolation.png",
+    "groups.png",
+    "gap_correlation.png",
 )
 
 
@@ -44,7 +47,7 @@ def demo_settings(quick: bool = False) -> dict[str, Any]:
         "weight_decay": 5e-4,
         "schedule": "cosine",
         "rho": 0.05,
-        "seed": 0,
+        "seeds": [0, 1, 2],
         "save_every": 1,
     }
     comp = {
@@ -65,7 +68,7 @@ def demo_settings(quick: bool = False) -> dict[str, Any]:
         "seed": 0,
     }
     if quick:
-        train.update(epochs=2, save_every=1)
+        train.update(epochs=2, save_every=1, seeds=[0, 1])
         comp.update(
             samples=128,
             top_k=2,
@@ -84,40 +87,16 @@ def demo_settings(quick: bool = False) -> dict[str, Any]:
     return {"train": train, "compare": comp}
 
 
-def _train_run(
-    run: Path, optimizer: str, t: dict[str, Any], *, device: str, quiet: bool, force: bool
-) -> str:
-    """Train one run unless a matching finished one is there; return what happened."""
-    from .train import train
-
-    kwargs = dict(
-        model=t["model"],
-        data=t["data"],
-        optimizer=optimizer,
-        out=run,
-        epochs=t["epochs"],
-        batch_size=t["batch_size"],
-        lr=t["lr"],
-        momentum=t["momentum"],
-        weight_decay=t["weight_decay"],
-        schedule=t["schedule"],
-        rho=t["rho"],
-        seed=t["seed"],
-        save_every=t["save_every"],
-        device=device,
-        quiet=quiet,
-    )
+def _seed_status(run: Path, optimizer: str, t: dict[str, Any], seed: int) -> str:
+    """``reused``, ``resumed`` or ``trained`` for one seed's folder; refuses a different run."""
     final, last = run / "final.pt", run / "last.pt"
-    if force:
-        train(**kwargs, force=True)
-        return "trained"
     if final.is_file():
         ck = load_checkpoint(final)
         hp = (ck.optimizer or {}).get("hparams", {})
         same = (
             (ck.optimizer or {}).get("name") == optimizer
             and len(ck.metrics) == t["epochs"]
-            and ck.seed == t["seed"]
+            and ck.seed == seed
             and hp.get("lr") == t["lr"]
             and (optimizer == "sgd" or hp.get("rho") == t["rho"])
         )
@@ -127,11 +106,49 @@ def _train_run(
                 f"{len(ck.metrics)} epochs): use --force to retrain or another --out"
             )
         return "reused"
-    if last.is_file():
-        train(**kwargs, resume=True)
-        return "resumed"
-    train(**kwargs)
-    return "trained"
+    return "resumed" if last.is_file() else "trained"
+
+
+def _old_layout(folder: Path) -> list[Path]:
+    """The files of a single run directly in ``folder`` (the demo before seeds)."""
+    names = ("final.pt", "last.pt", "metrics.jsonl")
+    return [folder / n for n in names if (folder / n).is_file()] + sorted(folder.glob("epoch_*.pt"))
+
+
+def _train_group(
+    folder: Path, optimizer: str, t: dict[str, Any], *, device: str, quiet: bool, force: bool
+) -> str:
+    """Train every seed of one optimizer into ``folder/seed{k}`` (resuming, reusing)."""
+    from .training import seed_folder, train_seeds
+
+    old = _old_layout(folder)
+    if old and not force:
+        raise SharpscopeError(
+            f"{folder} holds a different run (a single run, not seed folders): use --force to "
+            "retrain or another --out"
+        )
+    for path in old:  # --force: the old single run makes way for the seeds
+        path.unlink()
+    status = [
+        "trained" if force else _seed_status(seed_folder(folder, k), optimizer, t, k)
+        for k in t["seeds"]
+    ]
+    kwargs = {k: t[k] for k in ("model", "data", "epochs", "batch_size", "lr", "momentum")}
+    kwargs.update({k: t[k] for k in ("weight_decay", "schedule", "rho", "save_every")})
+    train_seeds(
+        seeds=list(t["seeds"]),
+        out=folder,
+        optimizer=optimizer,
+        resume=not force,
+        force=force,
+        device=device,
+        quiet=quiet,
+        **kwargs,
+    )
+    words = sorted(set(status), key=status.index)
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(f"{w} {status.count(w)}" for w in words)
 
 
 def run_demo(
@@ -143,12 +160,13 @@ def run_demo(
     figures_dir: str | Path | None = None,
     force: bool = False,
 ) -> Any:
-    """Train ``sgd``, ``sam`` and ``xsam`` on digits (MLP) and compare their minima.
+    """Train ``sgd``, ``sam`` and ``xsam`` on digits (MLP), several seeds each, and compare
+    their minima as groups (a verdict per pair of optimizers and measure).
 
     Args:
-        out: the demo folder: ``out/sgd``, ``out/sam``, ``out/xsam`` (run folders with
-            epoch checkpoints) and ``out/report`` (the comparison).
-        quick: CI-sized settings (2 epochs, tiny probes): seconds instead of minutes.
+        out: the demo folder: ``out/sgd/seed0``, ``out/sgd/seed1``, ... (run folders with
+            epoch checkpoints, one per seed) and ``out/report`` (the comparison).
+        quick: CI-sized settings (2 seeds, 2 epochs, tiny probes): seconds, not minutes.
         device: ``auto``, ``cpu``, ``cuda``...
         quiet: no progress bars.
         figures_dir: copy the README figures (:data:`README_FIGURES`) here.
@@ -200,9 +218,9 @@ def _run_demo_locked(
     t = settings["train"]
     status = {}
     for name in DEMO_OPTIMIZERS:
-        status[name] = _train_run(out / name, name, t, device=device, quiet=quiet, force=force)
+        status[name] = _train_group(out / name, name, t, device=device, quiet=quiet, force=force)
     report = compare(
-        [out / name for name in DEMO_OPTIMIZERS],
+        {name: [out / name / f"seed{k}" for k in t["seeds"]] for name in DEMO_OPTIMIZERS},
         out=out / "report",
         device=device,
         quiet=quiet,

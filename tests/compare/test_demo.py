@@ -1,4 +1,5 @@
-"""``sharpscope demo --quick``: trains three runs, compares them, writes every artefact; reruns resume."""
+"""``sharpscope demo --quick``: trains two seeds of three optimizers, compares them as groups,
+writes every artefact; reruns resume."""
 
 from __future__ import annotations
 
@@ -32,13 +33,14 @@ def test_quick_demo_writes_every_artefact(demo):
     assert f"report: {out / 'report' / 'report.html'}" in result.output
     assert "(flattest)" in result.output
     for name in ("sgd", "sam", "xsam"):
-        run = out / name
-        assert (run / "final.pt").is_file() and (run / "metrics.jsonl").is_file()
-        assert sorted(p.name for p in run.glob("epoch_*.pt")) == [
-            "epoch_000.pt",
-            "epoch_001.pt",
-            "epoch_002.pt",
-        ]
+        for seed in (0, 1):
+            run = out / name / f"seed{seed}"
+            assert (run / "final.pt").is_file() and (run / "metrics.jsonl").is_file()
+            assert sorted(p.name for p in run.glob("epoch_*.pt")) == [
+                "epoch_000.pt",
+                "epoch_001.pt",
+                "epoch_002.pt",
+            ]
     report = out / "report"
     for name in ("summary.json", "summary.md", "report.html", "directions.pt"):
         assert (report / name).is_file(), name
@@ -50,7 +52,14 @@ def test_quick_demo_writes_every_artefact(demo):
 def test_quick_demo_tables_agree(demo):
     out, _, _ = demo
     summary = json.loads((out / "report" / "summary.json").read_text())
-    assert summary["labels"] == ["sgd", "sam", "xsam"]
+    assert summary["labels"] == [f"{o}.seed{k}" for o in ("sgd", "sam", "xsam") for k in (0, 1)]
+    assert list(summary["groups"]) == ["sgd", "sam", "xsam"]
+    verdicts = summary["group_stats"]["verdicts"]["lambda_max"]
+    assert [(v["a"], v["b"]) for v in verdicts] == [
+        ("sam", "sgd"),
+        ("xsam", "sgd"),
+        ("xsam", "sam"),
+    ]
     assert check_tables_agree(summary, (out / "report" / "summary.md").read_text()) > 30
     for label in summary["labels"]:
         details = summary["details"][label]
@@ -66,7 +75,7 @@ def test_quick_demo_tables_agree(demo):
             "over_training",
         }
         assert details["over_training"]["epochs"] == [0, 1, 2]
-        assert details["metrics"]["optimizer"] == label
+        assert details["metrics"]["optimizer"] == label.split(".")[0]
     assert len(summary["details"]["pairs"]) == 3
     assert summary["settings"]["samples"] == demo_settings(quick=True)["compare"]["samples"]
 
@@ -79,7 +88,7 @@ def test_rerun_reuses_trainings_and_probes(demo, cli_runner, cli_app):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["settings"]["computed_probes"] == 0
-    assert data["settings"]["reused_probes"] == 30
+    assert data["settings"]["reused_probes"] == 6 * 9 + 3  # 9 probes per run, 3 paths
 
 
 def test_a_different_run_in_the_folder_is_an_error(demo, tmp_path):
@@ -108,8 +117,9 @@ def test_demo_out_must_be_a_folder(tmp_path, cli_runner, cli_app):
 def test_full_demo(tmp_path):
     """The full demo (minutes): every run reaches 95% test accuracy and every measure is reported."""
     report = run_demo(out=tmp_path, device="cpu", quiet=True)
-    for label in ("sgd", "sam", "xsam"):
+    assert len(report.labels) == 9  # 3 seeds of each optimizer
+    for label in report.labels:
         assert report.value(label, "test_acc") >= 0.95
         for key in ("lambda_max", "trace", "worst", "average", "curvature_1d", "rise_2d"):
             assert report.value(label, key) is not None
-    assert len(report.details["sgd"]["over_training"]["epochs"]) == 21
+    assert len(report.details["sgd.seed0"]["over_training"]["epochs"]) == 21
