@@ -11,30 +11,32 @@ Only for models with a few thousand parameters: the matrix is ``n x n``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from ._func import (
     flatten_dict,
-    functional_loss,
     params_dict,
     preserved,
     probe_mode,
     select_parameters,
     unflatten_vector,
 )
+from .runtime.batches import batch_weight, is_batch, loss_on_batch
 
 __all__ = ["dense_hessian", "dense_loss", "full_loss"]
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = Any  # (x, y), (mapping, y) or a mapping: see sharpscope.runtime.batches
 
 
-def _weighted(batches: Iterable[Batch]) -> list[Batch]:
-    out = list(batches)
+def _weighted(batches: Iterable[Batch] | Batch, loss_fn: Any) -> list[tuple[Batch, float]]:
+    """The batches with their weights (samples, or ``loss_fn.weight(batch)``)."""
+    out = [batches] if is_batch(batches) else list(batches)
     if not out:
         raise ValueError("no data: the batch iterable is empty")
-    return out
+    return [(b, batch_weight(b, loss_fn)) for b in out]
 
 
 def dense_hessian(
@@ -60,9 +62,7 @@ def dense_hessian(
         >>> H.shape
         torch.Size([8, 8])
     """
-    if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
-        batches = [batches]
-    data = _weighted(batches)
+    data = _weighted(batches, loss_fn)
     names = (
         select_parameters(model, params)
         if (params is None or isinstance(params, str))
@@ -71,11 +71,11 @@ def dense_hessian(
     with preserved(model), probe_mode(model, mode):
         base = params_dict(model, names)
         theta = flatten_dict(base)
-        total = sum(len(y) for _, y in data)
+        total = sum(w for _, w in data)
 
         def f(vec: torch.Tensor) -> torch.Tensor:
             p = unflatten_vector(vec, base)
-            return sum(functional_loss(model, loss_fn, p, x, y) * (len(y) / total) for x, y in data)
+            return sum(loss_on_batch(model, loss_fn, b, p) * (w / total) for b, w in data)
 
         # ``torch.func.hessian`` is ``jacfwd(jacrev(f))``; its vmapped reverse-over-reverse
         # pass gives wrong second derivatives through train-mode BatchNorm (torch 2.3-2.13),
@@ -93,13 +93,12 @@ def dense_hessian(
 def dense_loss(
     model: nn.Module, loss_fn, batches: Iterable[Batch] | Batch, *, mode: str = "eval"
 ) -> float:
-    """The sample-weighted mean loss over ``batches`` (no gradient)."""
-    if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
-        batches = [batches]
-    data = _weighted(batches)
-    total = sum(len(y) for _, y in data)
+    """The weighted mean loss over ``batches`` (no gradient; weights: samples, or
+    ``loss_fn.weight(batch)``, see :func:`sharpscope.runtime.batches.batch_weight`)."""
+    data = _weighted(batches, loss_fn)
+    total = sum(w for _, w in data)
     with preserved(model), probe_mode(model, mode), torch.no_grad():
-        return float(sum(loss_fn(model(x), y) * (len(y) / total) for x, y in data))
+        return float(sum(loss_on_batch(model, loss_fn, b) * (w / total) for b, w in data))
 
 
 full_loss = dense_loss

@@ -20,6 +20,7 @@ import torch
 
 from .._func import probe_mode
 from ..errors import SharpscopeError
+from ..runtime.batches import batch_head, split_batch
 
 __all__ = ["backend_cache_path", "clear_backend_cache", "choose_backend", "time_backends"]
 
@@ -121,10 +122,8 @@ def time_backends(op: Any, *, max_seconds: float = 0.2) -> dict[str, float]:
     they are not timed there. Each candidate runs once to warm up, then until
     ``max_seconds`` or three repeats.
     """
-    x, y = next(iter(op.batches()))
     cuda = op.device.type == "cuda"
-    cap = 256 if cuda else 64
-    x, y = x[:cap], y[:cap]
+    x, y = split_batch(batch_head(next(iter(op.batches())), 256 if cuda else 64))
     rows1 = torch.randn(1, op.dim, device=op.device, dtype=op.dtype)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from .._func import probe_mode
 from ..errors import NonFiniteLossError, SharpscopeError
+from ..runtime.batches import batch_weight, nonfinite_inputs
 
 __all__ = ["check_determinism", "nonfinite_cause"]
 
@@ -103,17 +104,16 @@ def nonfinite_cause(op: Any) -> str:
         )
     bad_inputs = 0
     with torch.no_grad(), probe_mode(op.model, op.mode):
-        for x, y in op.batches():
-            if x.is_floating_point():
-                bad_inputs += int((~torch.isfinite(x)).sum())
+        for batch in op.batches():
+            bad_inputs += nonfinite_inputs(batch)
             if bad_inputs:
                 continue
-            loss = op._loss(op._params, x, y)
+            loss = op._loss(op._params, batch)
             if not bool(torch.isfinite(loss).all()):
                 return (
                     f"the loss/Hessian product is not finite (0 non-finite parameters; "
-                    f"the loss is {float(loss.detach().double().mean())} on a batch of {len(y)} "
-                    "samples): check the loss and the labels"
+                    f"the loss is {float(loss.detach().double().mean())} on a batch of "
+                    f"{batch_weight(batch, op.loss_fn):g} samples): check the loss and the labels"
                 )
     if bad_inputs:
         return (

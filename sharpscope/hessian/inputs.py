@@ -50,6 +50,7 @@ def check_finite_problem(
 
     from .._func import probe_mode
     from ..distributed import current
+    from ..runtime.batches import loss_on_batch
 
     count, first = 0, None
     for name, tensor in problem.model.state_dict().items():
@@ -67,8 +68,8 @@ def check_finite_problem(
     if batches is None or current() is not None:
         return
     with torch.no_grad(), probe_mode(problem.model, mode):
-        for i, (x, y) in enumerate(batches):
-            loss = problem.loss_fn(problem.model(x), y)
+        for i, batch in enumerate(batches):
+            loss = loss_on_batch(problem.model, problem.loss_fn, batch)
             if not bool(torch.isfinite(loss).all()):
                 raise NonFiniteLossError(
                     f"the loss of {path} at its own weights is {float(loss.sum())} on batch "

@@ -26,7 +26,7 @@ checks: :mod:`~sharpscope.hessian.checks`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from torch import nn
 
 from .._func import params_dict, probe_mode, select_parameters
 from ..errors import SharpscopeError
+from ..runtime import batches as _b
 from . import products
 from .backends import backend_cache_path, clear_backend_cache, time_backends
 from .checks import _active_dropout
@@ -47,17 +48,8 @@ __all__ = [
     "time_backends",
 ]
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = Any  # (x, y), (mapping, y) or a mapping: see sharpscope.runtime.batches
 BACKENDS = ("auto", "forward", "double")
-
-
-def _is_batch(obj: Any) -> bool:
-    return (
-        isinstance(obj, (tuple, list))
-        and len(obj) == 2
-        and isinstance(obj[0], torch.Tensor)
-        and isinstance(obj[1], torch.Tensor)
-    )
 
 
 class HessianOperator:
@@ -66,9 +58,12 @@ class HessianOperator:
     Args:
         model: any ``nn.Module``; it is never modified (products run through
             :func:`torch.func.functional_call` on detached copies of the parameters).
-        loss_fn: ``loss_fn(output, y)`` returning the mean loss of a batch.
-        data: one ``(x, y)`` batch or any re-iterable of batches (a list, a DataLoader).
-            Batches are moved to the model's device (and floating inputs to its dtype).
+        loss_fn: ``loss_fn(output, y)`` returning the mean loss of a batch (or a loss
+            taking ``(output, batch)``, see :func:`sharpscope.runtime.batches.batch_loss_fn`).
+        data: one batch or any re-iterable of batches (a list, a DataLoader); a batch is
+            ``(x, y)``, ``(mapping, y)`` or a mapping (:mod:`sharpscope.runtime.batches`),
+            weighted by :func:`~sharpscope.runtime.batches.batch_weight`. Batches are moved
+            to the model's device (and floating inputs to its dtype).
         params: ``None``/``"all"`` (every trainable parameter), a regular expression
             searched in parameter names, or an explicit list of names.
         mode: ``"eval"`` (default) or ``"train"`` (batch statistics in BatchNorm, running
@@ -159,8 +154,8 @@ class HessianOperator:
         if ctx is not None and not isinstance(ctx, DistContext):
             raise SharpscopeError(f"distributed must be 'auto', None or a DistContext, got {ctx!r}")
         self.dist = ctx if ctx is not None and ctx.active else None
-        if _is_batch(data):
-            data = [tuple(data)]
+        if _b.is_batch(data):
+            data = [data if isinstance(data, Mapping) else tuple(data)]
         self._data = data
         self._materialised = isinstance(data, (list, tuple))
         if self._materialised:
@@ -171,11 +166,11 @@ class HessianOperator:
                     data, what="batches", hint=" or lower --batch-size so there are more batches"
                 )
             self._data = [self._move(b) for b in data]
-            self.num_samples: int | None = int(sum(len(y) for _, y in self._data))
+            self.num_samples: Any = _count(sum(self._weight(b) for b in self._data))
             if self.dist is not None:
                 self.local_samples = self.num_samples
-                count = torch.tensor([self.num_samples], dtype=torch.int64, device=self.device)
-                self.num_samples = int(self.dist.all_reduce(count)[0])
+                count = torch.tensor([self.num_samples], dtype=torch.float64, device=self.device)
+                self.num_samples = _count(float(self.dist.all_reduce(count)[0]))
         else:
             if self.dist is not None:
                 self._data = products.RankShare(data, self.dist.rank, self.dist.world_size)
@@ -246,15 +241,16 @@ class HessianOperator:
         )
 
     def _move(self, batch: Any) -> Batch:
-        if not _is_batch(batch):
+        if not _b.is_batch(batch):
             raise SharpscopeError(
-                f"each batch must be an (x, y) pair of tensors, got {type(batch).__name__}"
+                "each batch must be (x, y), (mapping, y) or a mapping of tensors, "
+                f"got {type(batch).__name__}"
             )
-        x, y = batch
-        x = x.to(self.device, non_blocking=True)
-        if x.is_floating_point() and x.dtype != self.dtype:
-            x = x.to(self.dtype)
-        return x, y.to(self.device, non_blocking=True)
+        return _b.to_model(batch, self.device, self.dtype)
+
+    def _weight(self, batch: Batch) -> float:
+        """What ``batch`` weighs in the mean (its samples, or ``loss_fn.weight(batch)``)."""
+        return _b.batch_weight(batch, self.loss_fn)
 
     def batches(self) -> Iterable[Batch]:
         """Iterate over the data, on the model's device."""
@@ -317,19 +313,17 @@ class HessianOperator:
         with probe_mode(self.model, self.mode):
             if self.backend == "double" and self._caches_graph():
                 if self._graph is None:
-                    x, y = self._data[0]
-                    self._graph = self._gradient_graph(x, y)
+                    self._graph = self._gradient_graph(*_b.split_batch(self._data[0]))
                 acc = self._double_products(self._graph, rows, retain=True)
                 if self.dist is None:
                     return acc
-                return self._reduce(acc.mul_(float(len(self._data[0][1]))), None)
-            for x, y in self.batches():
-                n_b = len(y)
+                return self._reduce(acc.mul_(self._weight(self._data[0])), None)
+            for batch in self.batches():
+                n_b = self._weight(batch)
                 total += n_b
                 if self._record_fingerprint:
-                    fingerprint.append(
-                        torch.stack([x.detach().double().sum(), y.detach().double().sum()])
-                    )
+                    fingerprint.append(_b.batch_fingerprint(batch))
+                x, y = _b.split_batch(batch)  # y is None for a mapping batch
                 if self.backend == "double":
                     hv = self._double_products(self._gradient_graph(x, y), rows, retain=False)
                 else:
@@ -345,7 +339,7 @@ class HessianOperator:
         if total == 0:
             raise SharpscopeError("no data: the batch iterable is empty")
         if self.num_samples is None:
-            self.num_samples = total
+            self.num_samples = _count(total)
         return acc.div_(float(total))
 
     def _reduce(self, acc: torch.Tensor, total: int | None) -> torch.Tensor:
@@ -353,28 +347,23 @@ class HessianOperator:
         self.dist.all_reduce(acc)
         if self._materialised:
             return acc.div_(float(self.num_samples))
-        count = torch.tensor([int(total or 0)], dtype=torch.int64, device=self.device)
-        total = int(self.dist.all_reduce(count)[0])
+        count = torch.tensor([float(total or 0)], dtype=torch.float64, device=self.device)
+        total = float(self.dist.all_reduce(count)[0])
         if total == 0:
             raise SharpscopeError("no data: the batch iterable is empty")
         if self.num_samples is None:
-            self.num_samples = total
+            self.num_samples = _count(total)
         return acc.div_(float(total))
 
-    def _loss(self, p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        from torch.func import functional_call
+    def _loss(self, p: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+        return _b.loss_on_batch(self.model, self.loss_fn, batch, {**self._others, **p})
 
-        return self.loss_fn(
-            functional_call(self.model, {**self._others, **p}, (x,), strict=False), y
-        )
+    # (x, y) = split_batch(batch): the inputs and targets, or (mapping, None)
+    def _forward_products(self, x: Any, y: Any, rows: torch.Tensor) -> torch.Tensor:
+        return products.forward_products(self, _b.join_batch(x, y), rows)
 
-    def _forward_products(
-        self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor
-    ) -> torch.Tensor:
-        return products.forward_products(self, x, y, rows)
-
-    def _gradient_graph(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], tuple]:
-        return products.gradient_graph(self, x, y)
+    def _gradient_graph(self, x: Any, y: Any) -> tuple[list[torch.Tensor], tuple]:
+        return products.gradient_graph(self, _b.join_batch(x, y))
 
     def _double_products(
         self, graph: tuple[list[torch.Tensor], tuple], rows: torch.Tensor, *, retain: bool
@@ -417,13 +406,19 @@ class HessianOperator:
     # ------------------------------------------------------------------ backend choice
     def _backend_key(self) -> tuple:
         first = next(iter(self.batches()))
+        first = first if isinstance(first, Mapping) else first[0]
+        shapes = (
+            {str(k): tuple(getattr(v, "shape", ())) for k, v in first.items()}
+            if isinstance(first, Mapping)
+            else None
+        )
         return (
             str(self.device),
             type(self.model).__qualname__,
             self.mode,
             str(self.dtype),
             tuple((n, self.shapes[n]) for n in self.names),
-            tuple(first[0].shape),
+            tuple(first.shape) if shapes is None else tuple(sorted(shapes.items())),
             self.block_size,
         )
 
@@ -448,3 +443,8 @@ class HessianOperator:
             rmatvec=lambda x: mm(x).reshape(-1),
             dtype=np.float64,
         )
+
+
+def _count(total: float) -> Any:
+    """A weight total as an ``int`` when it is whole (sample counts), else the float."""
+    return int(total) if float(total).is_integer() else float(total)

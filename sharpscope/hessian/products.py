@@ -15,6 +15,7 @@ import torch
 
 from .._func import probe_mode
 from ..errors import SharpscopeError
+from ..runtime.batches import input_bytes
 from .checks import _active_dropout
 
 __all__ = [
@@ -44,7 +45,7 @@ def available_memory(device: torch.device) -> int:
         return 1 << 62
 
 
-def forward_products(op: Any, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def forward_products(op: Any, batch: Any, rows: torch.Tensor) -> torch.Tensor:
     from torch.func import grad, jvp, vmap
 
     base = op._params
@@ -54,7 +55,7 @@ def forward_products(op: Any, x: torch.Tensor, y: torch.Tensor, rows: torch.Tens
         tangent = {
             n: t.view(op.shapes[n]) for n, t in zip(names, torch.split(vec, sizes), strict=False)
         }
-        _, out = jvp(grad(lambda p: op._loss(p, x, y)), (base,), (tangent,))
+        _, out = jvp(grad(lambda p: op._loss(p, batch)), (base,), (tangent,))
         return torch.cat([out[n].reshape(-1) for n in names])
 
     try:
@@ -72,10 +73,10 @@ def forward_products(op: Any, x: torch.Tensor, y: torch.Tensor, rows: torch.Tens
         raise
 
 
-def gradient_graph(op: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], tuple]:
+def gradient_graph(op: Any, batch: Any) -> tuple[list[torch.Tensor], tuple]:
     with torch.enable_grad():
         leaves = {n: t.detach().requires_grad_(True) for n, t in op._params.items()}
-        loss = op._loss(leaves, x, y)
+        loss = op._loss(leaves, batch)
         inputs = list(leaves.values())
         grads = torch.autograd.grad(loss, inputs, create_graph=True, allow_unused=True)
     return inputs, grads
@@ -112,8 +113,8 @@ def double_products(
 def vector_bytes(op: Any) -> int:
     """Estimated bytes one vector of a forward-over-reverse ``vmap`` pass holds (see
     :meth:`HessianOperator.vector_bytes`), measured with forward hooks on the first batch."""
-    x, y = next(iter(op.batches()))
-    total = [x.numel() * x.element_size()]
+    batch = next(iter(op.batches()))
+    total = [input_bytes(batch)]
 
     def hook(_m, _i, out):
         for t in out if isinstance(out, (tuple, list)) else (out,):
@@ -124,7 +125,7 @@ def vector_bytes(op: Any) -> int:
     handles = [m.register_forward_hook(hook) for m in leaves]
     try:
         with torch.no_grad(), probe_mode(op.model, op.mode):
-            op._loss(op._params, x, y)
+            op._loss(op._params, batch)
     finally:
         for h in handles:
             h.remove()

@@ -43,6 +43,14 @@ __all__ = [
     "output_tensor",
     "describe_batch",
     "split_pairs",
+    "is_batch",
+    "to_model",
+    "batch_head",
+    "batch_fingerprint",
+    "input_bytes",
+    "nonfinite_inputs",
+    "split_batch",
+    "join_batch",
 ]
 
 LABEL_KEYS = ("labels", "label", "targets", "target", "y")
@@ -266,3 +274,116 @@ def loss_on_batch(
 def split_pairs(batches: Sequence[Any]) -> bool:
     """True when every batch is an ``(x, y)`` pair of tensors (the fast paths' case)."""
     return all(_is_pair(b) and _is_tensor(b[0]) and _is_tensor(b[1]) for b in batches)
+
+
+def _is_target_key(key: Any) -> bool:
+    return key in LABEL_KEYS
+
+
+def is_batch(obj: Any) -> bool:
+    """Whether ``obj`` is ONE batch (``(x, y)`` of tensors, ``(mapping, y)`` or a mapping),
+    as opposed to an iterable of batches."""
+    if isinstance(obj, Mapping):
+        return True
+    return (
+        _is_pair(obj)
+        and (_is_tensor(obj[0]) or isinstance(obj[0], Mapping))
+        and (_is_tensor(obj[1]))
+    )
+
+
+def to_model(batch: Any, device: Any, dtype: Any) -> Any:
+    """``batch`` on ``device`` with floating *inputs* cast to ``dtype``; targets only move.
+
+    ``(x, y)``: exactly ``x.to(device)`` (then ``.to(dtype)`` when floating) and
+    ``y.to(device)``, the operators' long-standing move. Mappings: every tensor moves, the
+    floating ones cast unless they sit under a label key (:data:`LABEL_KEYS`).
+    """
+    if _is_pair(batch) and _is_tensor(batch[0]) and _is_tensor(batch[1]):
+        x, y = batch
+        x = x.to(device, non_blocking=True)
+        if x.is_floating_point() and x.dtype != dtype:
+            x = x.to(dtype)
+        return x, y.to(device, non_blocking=True)
+    if _is_pair(batch) and isinstance(batch[0], Mapping):
+        return (move_batch(batch[0], device, dtype), move_batch(batch[1], device))
+    if isinstance(batch, Mapping):
+        return {
+            k: move_batch(v, device, None if _is_target_key(k) else dtype) for k, v in batch.items()
+        }
+    raise DataError(
+        f"a batch must be (inputs, targets), (mapping, targets) or a mapping; got "
+        f"{describe_batch(batch)}"
+    )
+
+
+def batch_head(batch: Any, n: int) -> Any:
+    """The first ``n`` samples of ``batch`` (tensors sliced along their first dimension)."""
+    if _is_tensor(batch):
+        return batch[:n] if batch.ndim else batch
+    if isinstance(batch, Mapping):
+        return {k: batch_head(v, n) for k, v in batch.items()}
+    if isinstance(batch, tuple):
+        return tuple(batch_head(v, n) for v in batch)
+    if isinstance(batch, list):
+        return [batch_head(v, n) for v in batch]
+    return batch
+
+
+def _tensors(batch: Any) -> list[Any]:
+    if _is_tensor(batch):
+        return [batch]
+    if isinstance(batch, Mapping):
+        return [t for v in batch.values() for t in _tensors(v)]
+    if isinstance(batch, (tuple, list)):
+        return [t for v in batch for t in _tensors(v)]
+    return []
+
+
+def batch_fingerprint(batch: Any) -> Any:
+    """The float64 sums of the batch's tensors (in order): what changes when the data does."""
+    import torch
+
+    return torch.stack([t.detach().double().sum() for t in _tensors(batch)])
+
+
+def input_bytes(batch: Any) -> int:
+    """Bytes of the model's inputs in ``batch`` (targets not counted)."""
+    return int(sum(t.numel() * t.element_size() for t in _inputs(batch)))
+
+
+def _inputs(batch: Any) -> list[Any]:
+    if _is_pair(batch):
+        return _tensors(batch[0])
+    if isinstance(batch, Mapping):
+        return [t for k, v in batch.items() if not _is_target_key(k) for t in _tensors(v)]
+    return _tensors(batch)
+
+
+def nonfinite_inputs(batch: Any) -> int:
+    """How many NaN/inf values the floating inputs of ``batch`` hold (targets not counted)."""
+    import torch
+
+    return int(
+        sum(int((~torch.isfinite(t)).sum()) for t in _inputs(batch) if t.is_floating_point())
+    )
+
+
+def split_batch(batch: Any) -> tuple[Any, Any]:
+    """``(inputs, targets)`` of a pair; ``(mapping, None)`` of a mapping batch.
+
+    :func:`join_batch` undoes it, so code written for ``x, y`` can carry any batch.
+    """
+    if isinstance(batch, Mapping):
+        return batch, None
+    if _is_pair(batch):
+        return batch[0], batch[1]
+    raise DataError(
+        f"a batch must be (inputs, targets), (mapping, targets) or a mapping; got "
+        f"{describe_batch(batch)}"
+    )
+
+
+def join_batch(x: Any, y: Any) -> Any:
+    """The batch :func:`split_batch` split into ``(x, y)``."""
+    return x if y is None else (x, y)
