@@ -25,7 +25,8 @@ def format_number(value: float, *, markup: str | None = None) -> str:
     a = abs(v)
     if 1e-3 <= a < 1e5:
         return np.format_float_positional(float(f"{v:.4g}"), trim="-")
-    mant, exp = f"{v:.3g}".split("e")
+    # always the exponent form: ".3g" writes 1e-4 <= |v| < 1e-3 positionally (no "e")
+    mant, exp = f"{v:.2e}".split("e")
     mant = mant.rstrip("0").rstrip(".") if "." in mant else mant
     e = int(exp)
     if markup == "mathtext":
