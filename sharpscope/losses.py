@@ -8,6 +8,8 @@ from .problem.losses import (  # noqa: F401
     cross_entropy,
     get_loss,
     mse,
+    perplexity,
+    sequence_cross_entropy,
 )
 
 __all__ = [
@@ -15,5 +17,7 @@ __all__ = [
     "LossFn",
     "cross_entropy",
     "mse",
+    "sequence_cross_entropy",
+    "perplexity",
     "get_loss",
 ]

@@ -114,7 +114,7 @@ def load_problem(
     )
     load_state_dict_strict(net, ck.state_dict, where=str(path))
     net = net.to(device=dev, dtype=dtype)
-    if dtype != torch.float32:
+    if dtype != torch.float32 and splits.x_train.is_floating_point():  # token ids stay ids
         splits.x_train, splits.x_test = splits.x_train.to(dtype), splits.x_test.to(dtype)
     ck.model.setdefault("input_shape", list(splits.input_shape))
     ck.model.setdefault("num_classes", splits.num_classes)

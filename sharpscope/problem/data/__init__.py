@@ -12,7 +12,13 @@ spec                   what it loads
 ``tensors:FILE``       ``.npz`` or ``.pt`` holding ``x_train, y_train, x_test, y_test``
 ``folder:DIR``         one sub-folder per class of images; ``DIR/train`` and
                        ``DIR/test`` if present, else a seeded 80/20 split
+``text[:k=v,..]``      byte-level next-token windows of the bundled corpus (keys:
+                       ``context``, ``windows``, ``test_windows``, ``seed``)
+``textfile:PATH[?..]`` the same windows of a user's UTF-8 text file
 =====================  ==========================================================
+
+Token sources give int64 inputs ``(N, context)`` and targets ``(N, context)`` (256 token
+ids); only floating inputs are standardised, token ids never are.
 
 CIFAR batches are pickles: they are read with a restricted unpickler that only
 builds numpy arrays, lists, dicts, strings and numbers, so a hostile file cannot
@@ -42,6 +48,7 @@ from .spec import DataSpec
 from .splits import Batch, DataSplits, iterate_batches, subsample
 from .synthetic import _load_synthetic
 from .tensors import _load_tensors
+from .text import load_text_source, load_textfile_source
 
 __all__ = [
     "DataSplits",
@@ -67,6 +74,8 @@ DATA_SOURCES: dict[str, Callable[[str], tuple[Any, ...]]] = {
     "cifar100": _load_cifar100,
     "tensors": _load_tensors,
     "folder": _load_folder,
+    "text": load_text_source,
+    "textfile": load_textfile_source,
 }
 
 
@@ -102,7 +111,8 @@ def load_data(
         spec: e.g. ``"digits"``, ``"cifar10:~/data/cifar"``, ``"tensors:data.npz"``.
         samples: keep a seeded random subset of this many training samples.
         seed: the seed of that subset.
-        normalize: standardise each input channel with the training split's mean and std.
+        normalize: standardise each input channel with the training split's mean and std
+            (floating inputs only; the token ids of ``text``/``textfile`` are kept).
     """
     if isinstance(spec, DataSpec):
         samples, seed, normalize, spec = spec.samples, spec.seed, spec.normalize, spec.spec
@@ -117,7 +127,7 @@ def load_data(
     check_finite_inputs(spec=str(spec), x_train=x_train, x_test=x_test)
     x_train, y_train = subsample(x_train, y_train, samples, seed=seed)
     mean = std = None
-    if normalize:
+    if normalize and x_train.is_floating_point():  # token ids are never standardised
         dims = [0] + list(range(2, x_train.ndim))
         m = x_train.mean(dim=dims, keepdim=True)
         s = (

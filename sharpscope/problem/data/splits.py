@@ -65,7 +65,9 @@ def iterate_batches(
 class DataSplits:
     """Train and test tensors of one data source.
 
-    ``x_*`` are float32 tensors of shape ``(N, *input_shape)``, ``y_*`` int64 class labels.
+    ``x_*`` are float32 tensors of shape ``(N, *input_shape)``, ``y_*`` int64 class labels;
+    the token sources (``text``, ``textfile``) give int64 token ids ``(N, context)`` for
+    both, ``y`` being ``x`` shifted by one token.
     """
 
     x_train: torch.Tensor

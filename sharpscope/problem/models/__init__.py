@@ -2,8 +2,9 @@
 
 Built-in names: ``mlp``, ``cnn``, ``resnet20``, ``resnet32``, ``resnet56`` (the CIFAR
 ResNets of He et al. 2016, with ``batchnorm=False`` and ``skip=False`` options as in
-Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets") and ``vgg11`` (the
-CIFAR variant). A user's own model is named by import path, ``"pkg.module:factory"``,
+Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets"), ``vgg11`` (the
+CIFAR variant) and ``gpt`` (a small causal Transformer for the byte-level ``text`` and
+``textfile`` data: ``input_shape=(context,)``, ``num_classes`` = the vocabulary). A user's own model is named by import path, ``"pkg.module:factory"``,
 where ``factory(**kwargs)`` returns an :class:`torch.nn.Module`.
 
 Nothing read from a file is ever imported or called: a :class:`ModelSpec` read from a
@@ -29,6 +30,7 @@ from torch import nn
 from ...errors import ModelSpecError
 from ...runtime.sanitize import printable
 from .cnn import SmallCNN
+from .gpt import gpt
 from .mlp import MLP
 from .resnet import BasicBlock, CifarResNet
 from .vgg import VGG
@@ -63,6 +65,7 @@ MODELS: dict[str, ModelFactory] = {
         input_shape, num_classes, depth=56, **kw
     ),
     "vgg11": VGG,
+    "gpt": gpt,
 }
 
 _KWARG_SOURCES: dict[str, Callable[..., Any]] = {
@@ -72,6 +75,13 @@ _KWARG_SOURCES: dict[str, Callable[..., Any]] = {
     "resnet32": CifarResNet.__init__,
     "resnet56": CifarResNet.__init__,
     "vgg11": VGG.__init__,
+    "gpt": gpt,
+}
+# keyword arguments a registry entry sets itself (the ResNets' depth is in their name)
+_FIXED_KWARGS: dict[str, frozenset[str]] = {
+    "resnet20": frozenset({"depth"}),
+    "resnet32": frozenset({"depth"}),
+    "resnet56": frozenset({"depth"}),
 }
 
 
@@ -127,8 +137,9 @@ def _check_kwargs(name: str, kwargs: dict[str, Any]) -> None:
     if source is None:
         return
     params = inspect.signature(source).parameters
+    fixed = _FIXED_KWARGS.get(name, frozenset())
     allowed = {
-        p for p, v in params.items() if v.kind == inspect.Parameter.KEYWORD_ONLY and p != "depth"
+        p for p, v in params.items() if v.kind == inspect.Parameter.KEYWORD_ONLY and p not in fixed
     }
     unknown = sorted(set(kwargs) - allowed)
     if unknown:

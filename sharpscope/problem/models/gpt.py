@@ -1,4 +1,4 @@
-"""A small causal Transformer language model and its sequence loss.
+"""A small causal Transformer language model (its loss: :func:`sequence_cross_entropy`).
 
 :class:`GPT` is a decoder-only Transformer (Radford et al. 2019, "Language Models
 are Unsupervised Multitask Learners"): token and learned position embeddings,
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import DataError, ModelSpecError
+from ..losses import perplexity, sequence_cross_entropy
 
 __all__ = ["GPT", "Block", "CausalSelfAttention", "gpt", "sequence_cross_entropy", "perplexity"]
 
@@ -223,37 +224,3 @@ def gpt(
     if vocab is not None and int(vocab) != int(num_classes):
         raise ModelSpecError(f"gpt: vocab={vocab} differs from the data's {num_classes} token ids")
     return GPT(int(num_classes), ctx, width=width, depth=depth, heads=heads, mlp_ratio=mlp_ratio)
-
-
-def sequence_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = -100
-) -> torch.Tensor:
-    """Mean token cross-entropy over the tokens whose target is not ``ignore_index``.
-
-    ``logits`` ``(B, T, V)`` (or ``(T, V)``), ``target`` ``(B, T)`` (or ``(T,)``) integer ids.
-    Note: this is the mean over the batch's *tokens*; Hessian operators that weight
-    batches by ``len(target)`` (sequences) combine batches exactly only when every
-    sequence has the same number of counted tokens.
-    """
-    if logits.ndim < 2 or tuple(target.shape) != tuple(logits.shape[:-1]):
-        raise DataError(
-            f"sequence loss: logits {list(logits.shape)} and targets {list(target.shape)} "
-            "must be (B, T, V) and (B, T)"
-        )
-    if target.is_floating_point() or target.is_complex():
-        raise DataError(f"sequence loss: targets must be integer token ids, got {target.dtype}")
-    flat_t = target.reshape(-1)
-    if not bool((flat_t != ignore_index).any()):
-        raise DataError(f"sequence loss: every target is ignore_index ({ignore_index})")
-    return F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), flat_t, ignore_index=ignore_index, reduction="mean"
-    )
-
-
-def perplexity(mean_ce: float | torch.Tensor) -> float:
-    """``exp(mean token cross-entropy)`` (``inf`` when it overflows)."""
-    value = float(mean_ce)
-    try:
-        return math.exp(value)
-    except OverflowError:
-        return math.inf
