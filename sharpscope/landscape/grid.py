@@ -35,6 +35,7 @@ from torch import nn
 from .._func import preserved, probe_mode
 from ..distributed import current
 from ..errors import SharpscopeError
+from ..runtime.batches import signature_view
 from ..utils import progress
 from .points import (
     Batch,
@@ -96,7 +97,8 @@ def evaluate_grid(
     Args:
         model: any ``nn.Module``; left exactly as it was (mode, weights, buffers, grads).
         loss_fn: ``loss_fn(output, y) -> mean loss``.
-        batches: iterable of ``(x, y)`` on the model's device (iterated once per point/chunk).
+        batches: iterable of batches on the model's device, ``(x, y)``, ``(mapping, y)`` or
+            mappings (iterated once per point/chunk; see :mod:`sharpscope.runtime.batches`).
         directions: one dict per axis, ``{name: tensor}`` over parameters (or floating
             buffers) of ``model``; names a direction lacks do not move along it.
         axes: the coordinates along each direction (1 or 2 axes).
@@ -142,7 +144,8 @@ def evaluate_grid(
             model, loss_fn, batches, base, dirs, settings, current(), out_dir, on_chunk, device,
             progress_label,
         )  # fmt: skip
-        signature = grid_signature(settings, dirs=dirs, base=base, batches=batches, loss_fn=loss_fn)
+        seen = [signature_view(b) for b in batches]  # (x, y) pairs as they are
+        signature = grid_signature(settings, dirs=dirs, base=base, batches=seen, loss_fn=loss_fn)
         surface = _start_surface(run, signature, metadata, own)
         _compute(run, surface)
     return surface

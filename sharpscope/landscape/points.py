@@ -12,20 +12,26 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
+
+from ..runtime.batches import batch_target, batch_weight, call_model, loss_of_output, output_tensor
 
 __all__ = ["evaluate_point", "eval_chunk_loop", "eval_chunk_vmap", "auto_chunk"]
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = Any  # (x, y), (mapping, y) or a mapping: see sharpscope.runtime.batches
 Params = dict[str, torch.Tensor]
 _BN = nn.modules.batchnorm._BatchNorm
 
 
-def _is_classification(out: torch.Tensor, y: torch.Tensor) -> bool:
+def _is_classification(out: Any, y: Any) -> bool:
+    if not isinstance(y, torch.Tensor):  # a mapping batch without labels
+        return False
+    out = output_tensor(out)
     return out.ndim == 2 and y.ndim == 1 and not y.is_floating_point() and len(y) == out.shape[0]
 
 
@@ -51,25 +57,28 @@ def _point_params(center: Params, dirs: Sequence[Params], coef: Sequence[float])
 def evaluate_point(
     model: nn.Module, loss_fn: Callable, batches: Sequence[Batch], params: Params | None = None
 ) -> tuple[float, float]:
-    """Sample-weighted mean loss and accuracy of ``model`` (with ``params`` swapped in) over ``batches``.
+    """Weighted mean loss and accuracy of ``model`` (with ``params`` swapped in) over ``batches``.
 
     Runs under the model's current mode and no grad; accuracy is NaN for
-    non-classification outputs.
+    non-classification outputs. Any batch structure; weights: samples, or
+    ``loss_fn.weight(batch)`` (:func:`sharpscope.runtime.batches.batch_weight`).
     """
     total = correct = None
     n = 0
     cls = True
     with torch.no_grad():
-        for x, y in batches:
-            out = model(x) if params is None else functional_call(model, params, (x,), strict=False)
-            loss = loss_fn(out, y).double() * len(y)
+        for batch in batches:
+            out = call_model(model, batch, params)
+            w = batch_weight(batch, loss_fn)
+            loss = loss_of_output(loss_fn, out, batch).double() * w
             total = loss if total is None else total + loss
+            y = batch_target(batch)
             if cls and _is_classification(out, y):
-                c = (out.argmax(-1) == y).sum()
+                c = (output_tensor(out).argmax(-1) == y).sum()
                 correct = c if correct is None else correct + c
             else:
                 cls = False
-            n += len(y)
+            n += w
     acc = float(correct) / n if (cls and correct is not None) else math.nan
     return float(total) / n, acc
 
@@ -88,9 +97,9 @@ def auto_chunk(
     free, _ = torch.cuda.mem_get_info(device)
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
-    x, y = max(batches, key=lambda b: len(b[1]))
+    largest = max(batches, key=batch_weight)
     with torch.no_grad():
-        loss_fn(functional_call(model, center, (x,), strict=False), y)
+        loss_of_output(loss_fn, call_model(model, largest, center), largest)
     torch.cuda.synchronize(device)
     act = max(torch.cuda.max_memory_allocated(device) - base, 1)
     param_bytes = sum(t.numel() * t.element_size() for t in center.values())
@@ -141,35 +150,42 @@ def eval_chunk_vmap(
                 v = v + c[:, i].to(d[n].dtype).reshape(-1, *([1] * d[n].dim())) * d[n].unsqueeze(0)
         stacked[n] = v
 
-    def one(p: Params, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = functional_call(model, {**const, **p}, (x,), strict=False)
-        loss = loss_fn(out, y)
+    def one(p: Params, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        out = call_model(model, batch, {**const, **p})
+        loss = loss_of_output(loss_fn, out, batch)
+        y = batch_target(batch)
         if _is_classification(out, y):
-            correct = (out.argmax(-1) == y).sum()
+            correct = (output_tensor(out).argmax(-1) == y).sum()
         else:
-            correct = torch.full((), -1, dtype=torch.long, device=out.device)
+            correct = torch.full((), -1, dtype=torch.long, device=loss.device)
         return loss, correct
 
-    fn = vmap(one, in_dims=(0, None, None))
+    fn = vmap(one, in_dims=(0, None))
     with warnings.catch_warnings():  # "no batching rule for ...": a fallback, same numbers
         warnings.filterwarnings("ignore", message=".*batching rule.*")
-        return _run_vmapped(fn, stacked, batches, len(c), ref.device)
+        return _run_vmapped(fn, stacked, batches, len(c), ref.device, loss_fn)
 
 
 def _run_vmapped(
-    fn: Callable, stacked: Params, batches: Sequence[Batch], points: int, device: torch.device
+    fn: Callable,
+    stacked: Params,
+    batches: Sequence[Batch],
+    points: int,
+    device: torch.device,
+    loss_fn: Callable,
 ) -> tuple[np.ndarray, np.ndarray]:
     total = torch.zeros(points, dtype=torch.float64, device=device)
     correct = torch.zeros(points, dtype=torch.long, device=device)
     n = 0
     cls = True
-    for x, y in batches:
-        lo, co = fn(stacked, x, y)
-        total += lo.double() * len(y)
+    for batch in batches:
+        lo, co = fn(stacked, batch)
+        w = batch_weight(batch, loss_fn)
+        total += lo.double() * w
         if (co < 0).any():
             cls = False
         correct += co
-        n += len(y)
+        n += w
     acc = (correct.double() / n).cpu().numpy() if cls else np.full(points, np.nan)
     return (total / n).cpu().numpy(), acc
 
@@ -189,8 +205,8 @@ def _eval_recompute_bn(
             m.reset_running_stats()
             m.momentum = None
             m.train(True)
-        for x, _ in batches:
-            model(x)
+        for batch in batches:
+            call_model(model, batch)
         for m in bns:
             m.train(False)
         return evaluate_point(model, loss_fn, batches)

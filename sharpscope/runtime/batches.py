@@ -38,6 +38,7 @@ __all__ = [
     "move_batch",
     "call_model",
     "loss_on_batch",
+    "loss_of_output",
     "batch_loss_fn",
     "takes_batch",
     "output_tensor",
@@ -51,6 +52,8 @@ __all__ = [
     "nonfinite_inputs",
     "split_batch",
     "join_batch",
+    "sample_count",
+    "signature_view",
 ]
 
 LABEL_KEYS = ("labels", "label", "targets", "target", "y")
@@ -259,7 +262,11 @@ def loss_on_batch(
     model: Any, loss_fn: Any, batch: Any, params: Mapping[str, Any] | None = None
 ) -> Any:
     """The mean loss of ``model`` (with ``params``) on one ``batch``, any batch structure."""
-    output = call_model(model, batch, params)
+    return loss_of_output(loss_fn, call_model(model, batch, params), batch)
+
+
+def loss_of_output(loss_fn: Any, output: Any, batch: Any) -> Any:
+    """The mean loss of a model's ``output`` on ``batch`` (what :func:`loss_on_batch` returns)."""
     if takes_batch(loss_fn):
         return loss_fn(output, batch)
     target = batch_target(batch)
@@ -387,3 +394,28 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
 def join_batch(x: Any, y: Any) -> Any:
     """The batch :func:`split_batch` split into ``(x, y)``."""
     return x if y is None else (x, y)
+
+
+def sample_count(batches: Iterable[Any]) -> int:
+    """How many samples (rows) ``batches`` hold, whatever the loss weighs them by."""
+    return int(sum(batch_weight(b) for b in batches))
+
+
+def signature_view(batch: Any) -> tuple[Any, ...]:
+    """``batch`` as a tuple of tensors whose second item has one entry per sample.
+
+    An ``(x, y)`` pair of tensors is returned as it is; any other batch as ``(names,
+    rows, *tensors)``: its keys' bytes, one zero per sample and every tensor in order.
+    Fingerprints that hash ``[t for b in batches for t in b]`` and count samples with
+    ``len(b[1])`` thus cover every batch structure.
+    """
+    import torch
+
+    if _is_pair(batch) and _is_tensor(batch[0]) and _is_tensor(batch[1]):
+        return tuple(batch)
+    names = describe_batch(batch).encode()
+    return (
+        torch.tensor(list(names), dtype=torch.uint8),
+        torch.zeros(int(batch_weight(batch)), dtype=torch.uint8),
+        *_tensors(batch),
+    )

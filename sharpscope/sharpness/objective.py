@@ -13,18 +13,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._func import functional_loss, params_dict, select_parameters
+from .._func import params_dict, select_parameters
 from ..errors import DataError, NonFiniteLossError, SharpscopeError
 from ..optim.geometry import global_norm
+from ..runtime.batches import batch_weight, is_batch, loss_on_batch, sample_count
 
 __all__ = ["Batch", "NORMS"]
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = Any  # (x, y), (mapping, y) or a mapping: see sharpscope.runtime.batches
 NORMS = ("l2", "linf")
 
 
 def _as_batches(batches: Iterable[Batch] | Batch) -> list[Batch]:
-    if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
+    if is_batch(batches):
         return [batches]
     data = list(batches)
     if not data:
@@ -45,7 +46,8 @@ class _Objective:
         self.names = list(names)
         base = params_dict(model, self.names)
         self.theta = [base[n] for n in self.names]
-        self.total = sum(len(y) for _, y in data)
+        self.weights = [batch_weight(b, loss_fn) for b in data]  # samples, or loss.weight(b)
+        self.total = sum(self.weights)
         self.evals = 0
 
     def _params(self, delta: Sequence[torch.Tensor] | None) -> dict[str, torch.Tensor]:
@@ -71,8 +73,8 @@ class _Objective:
         params = self._params(delta)
         with torch.no_grad():
             total = sum(
-                float(functional_loss(self.model, self.loss_fn, params, x, y)) * len(y)
-                for x, y in self.data
+                float(loss_on_batch(self.model, self.loss_fn, b, params)) * w
+                for b, w in zip(self.data, self.weights, strict=True)
             )
         return self._check(total / self.total, delta)
 
@@ -85,12 +87,10 @@ class _Objective:
         leaves = [d.detach().requires_grad_(True) for d in shift]
         grad = [torch.zeros_like(t) for t in self.theta]
         total = 0.0
-        for x, y in self.data:
+        for b, w in zip(self.data, self.weights, strict=True):
             with torch.enable_grad():
                 params = {n: t + d for n, t, d in zip(self.names, self.theta, leaves, strict=True)}
-                loss = functional_loss(self.model, self.loss_fn, params, x, y) * (
-                    len(y) / self.total
-                )
+                loss = loss_on_batch(self.model, self.loss_fn, b, params) * (w / self.total)
                 g = torch.autograd.grad(loss, leaves, allow_unused=True)
             torch._foreach_add_(
                 grad,
@@ -166,7 +166,7 @@ def _base_settings(
         "adaptive": bool(adaptive),
         "mode": mode,
         "seed": int(seed),
-        "data_samples": sum(len(y) for _, y in data),
+        "data_samples": sample_count(data),
         "batches": len(data),
         "parameters": len(names),
     }

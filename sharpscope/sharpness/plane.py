@@ -32,6 +32,7 @@ from torch import nn
 
 from .._func import preserved, probe_mode
 from ..landscape.grid import Surface, locks_output
+from ..runtime.batches import sample_count
 from ..utils import atomic_write_json, to_jsonable
 from .objective import Batch, _as_batches, _names
 from .plane_settings import PlaneSettings
@@ -215,7 +216,8 @@ def xsam_plane(
     Args:
         model: any module; left exactly as it was.
         loss_fn: mean loss ``loss_fn(output, target)``.
-        batches: iterable of ``(x, y)`` batches (the loss is their sample-weighted mean),
+        batches: iterable of batches, ``(x, y)``, ``(mapping, y)`` or mappings (the loss is
+            their weighted mean, see :func:`sharpscope.runtime.batches.batch_weight`),
             or one batch.
         rho: XSAM's ascent radius (> 0).
         rho_max: radius of the arc and of the worst-case ball (default ``2 rho``).
@@ -311,7 +313,7 @@ def _result(
             dict(zip(names, plane.e2, strict=True)),
         ),
         settings=s.record(
-            data_samples=sum(len(y) for _, y in data), batches=len(data), parameters=len(names)
+            data_samples=sample_count(data), batches=len(data), parameters=len(names)
         ),
         alpha_at_limit=at_limit,
         boundary_note="; ".join(notes) or None,

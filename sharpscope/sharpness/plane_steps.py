@@ -21,6 +21,7 @@ from ..errors import SharpscopeError
 from ..landscape.grid import Surface, evaluate_grid, evaluate_point
 from ..optim.geometry import SIN_EPS, angle, global_dot, global_norm, slerp, slerp_coefficients
 from ..optim.xsam import alpha_search, xsam_ascent
+from ..runtime.batches import batch_weight, loss_on_batch
 from .objective import Batch
 from .plane_settings import PlaneSettings
 from .worst import worst_case_sharpness
@@ -118,15 +119,16 @@ def _ascend(
     model: nn.Module, loss_fn: Callable, data: list[Batch], names: list[str], s: PlaneSettings
 ) -> _Start:
     """Step 1: XSAM's k-step ascent from ``theta_0``; the parameters are put back after it."""
-    total = sum(len(y) for _, y in data)
+    weights = [batch_weight(b, loss_fn) for b in data]  # samples, or loss_fn.weight(b)
+    total = sum(weights)
     own = dict(model.named_parameters())
     plist = [own[n] for n in names]
     theta0 = [p.detach().clone() for p in plist]
 
     def grad_fn() -> list[torch.Tensor]:
         grads = [torch.zeros_like(p) for p in plist]
-        for x, y in data:
-            loss = loss_fn(model(x), y) * (len(y) / total)
+        for b, w in zip(data, weights, strict=True):
+            loss = loss_on_batch(model, loss_fn, b) * (w / total)
             g = torch.autograd.grad(loss, plist, allow_unused=True)
             torch._foreach_add_(
                 grads,

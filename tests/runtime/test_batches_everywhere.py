@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -249,3 +250,48 @@ def test_a_loss_returning_a_non_scalar_is_one_line() -> None:
         op @ torch.ones(op.dim, dtype=torch.float64)
     msg = str(err.value)
     assert "\n" not in msg and "per_token" in msg and "scalar" in msg
+
+
+def _hand_loss_at(model: nn.Module, shift: dict[str, torch.Tensor], batches: list) -> float:
+    params = {n: p.detach() + shift.get(n, 0.0) for n, p in model.named_parameters()}
+    with torch.no_grad():
+        return float(hand_token_mean(model, params, batches))
+
+
+@pytest.mark.parametrize("method", ["loop", "vmap"])
+def test_slice_on_mapping_batches_is_the_token_mean(method) -> None:
+    from sharpscope.landscape.grid import evaluate_grid, evaluate_point
+
+    model = make_model()
+    g = torch.Generator().manual_seed(9)
+    d = {
+        n: torch.randn(p.shape, generator=g, dtype=torch.float64)
+        for n, p in model.named_parameters()
+    }
+    axis = np.array([-0.5, 0.0, 0.25])
+    s = evaluate_grid(
+        model, token_ce_weighted, BATCHES, [d], [axis], method=method, quiet=True, chunk_size=2
+    )
+    for a, got in zip(axis, s.loss, strict=True):
+        want = _hand_loss_at(model, {n: float(a) * t for n, t in d.items()}, BATCHES)
+        assert float(got) == pytest.approx(want, abs=1e-12)
+    assert s.loss[1] == pytest.approx(_hand_loss_at(model, {}, BATCHES), abs=1e-12)
+    assert np.isnan(s.accuracy).all()  # token targets: no per-sample argmax accuracy
+    loss, _ = evaluate_point(model, token_ce_weighted, BATCHES)
+    assert loss == pytest.approx(_hand_loss_at(model, {}, BATCHES), abs=1e-12)
+
+
+def test_sharpness_and_plane_on_mapping_batches() -> None:
+    from sharpscope.sharpness import worst_case_sharpness, xsam_plane
+
+    model = make_model()
+    exact = _hand_loss_at(model, {}, BATCHES)
+    r = worst_case_sharpness(model, token_ce_weighted, BATCHES, rho=0.05, steps=3, restarts=1)
+    assert r.loss_at_theta == pytest.approx(exact, abs=1e-12)
+    want = _hand_loss_at(model, r.delta, BATCHES)
+    assert r.perturbed_loss == pytest.approx(want, abs=1e-12)
+    assert r.value == pytest.approx(want - exact, abs=1e-12)
+    assert r.settings["data_samples"] == 5  # sequences
+    p = xsam_plane(model, token_ce_weighted, BATCHES, rho=0.05, grid=(-0.1, 0.1, 3), quiet=True)
+    assert p.loss_theta0 == pytest.approx(exact, abs=1e-12)
+    assert float(p.surface.loss[1, 1]) == pytest.approx(exact, abs=1e-12)
