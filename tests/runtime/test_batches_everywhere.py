@@ -295,3 +295,72 @@ def test_sharpness_and_plane_on_mapping_batches() -> None:
     p = xsam_plane(model, token_ce_weighted, BATCHES, rho=0.05, grid=(-0.1, 0.1, 3), quiet=True)
     assert p.loss_theta0 == pytest.approx(exact, abs=1e-12)
     assert float(p.surface.loss[1, 1]) == pytest.approx(exact, abs=1e-12)
+
+
+def _flat_grad(model: nn.Module, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The gradient of the hand-written token mean at ``params``, flattened."""
+    leaves = {n: t.detach().clone().requires_grad_(True) for n, t in params.items()}
+    loss = hand_token_mean(model, leaves, BATCHES)
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(leaves.values()))])
+
+
+def _unflat(vec: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    parts = torch.split(vec, [t.numel() for t in like.values()])
+    return {n: p.view_as(t) for (n, t), p in zip(like.items(), parts, strict=True)}
+
+
+def _closure(model: nn.Module):
+    """The training closure on mapping batches: the token mean through loss_on_batch."""
+    from sharpscope.runtime.batches import batch_weight, loss_on_batch
+
+    weights = [batch_weight(b, token_ce_weighted) for b in BATCHES]
+
+    def closure() -> torch.Tensor:
+        loss = sum(
+            loss_on_batch(model, token_ce_weighted, b) * (w / sum(weights))
+            for b, w in zip(BATCHES, weights, strict=True)
+        )
+        loss.backward()
+        return loss
+
+    return closure
+
+
+def test_sam_step_on_mapping_batches_is_the_hand_step() -> None:
+    from sharpscope.optim import SAM
+
+    model, rho, lr = make_model(), 0.05, 0.1
+    theta = {n: p.detach().clone() for n, p in model.named_parameters()}
+    flat = torch.cat([t.reshape(-1) for t in theta.values()])
+    g = _flat_grad(model, theta)
+    g_adv = _flat_grad(model, _unflat(flat + rho * g / g.norm(), theta))
+    want = flat - lr * g_adv
+    opt = SAM(model, "sgd", rho=rho, lr=lr)
+    closure = _closure(model)
+    closure()
+    opt.step(closure)
+    got = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+
+
+def test_xsam_step_on_mapping_batches_is_the_hand_step() -> None:
+    """Two ascent steps of rho/2, then alpha = 0: along v0 = theta_2 - theta_0, scaled by
+    the gradient norm at theta_2."""
+    from sharpscope.optim import XSAM
+
+    model, rho, lr = make_model(), 0.05, 0.1
+    theta = {n: p.detach().clone() for n, p in model.named_parameters()}
+    t0 = torch.cat([t.reshape(-1) for t in theta.values()])
+    g0 = _flat_grad(model, theta)
+    t1 = t0 + (rho / 2) * g0 / g0.norm()
+    g1 = _flat_grad(model, _unflat(t1, theta))
+    t2 = t1 + (rho / 2) * g1 / g1.norm()
+    g2 = _flat_grad(model, _unflat(t2, theta))
+    v0 = (t2 - t0) / (t2 - t0).norm()
+    want = t0 - lr * g2.norm() * v0
+    opt = XSAM(model, "sgd", rho=rho, steps=2, alpha=0.0, lr=lr)
+    closure = _closure(model)
+    closure()
+    opt.step(closure)
+    got = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
