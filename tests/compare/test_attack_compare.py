@@ -49,10 +49,14 @@ TIMING_FIELDS = (
 )
 
 
+COST_FIELDS = ("seconds", "hvp_count")
+
+
 def _drop_seconds(obj):
-    """Without every probe's wall-clock ``seconds`` (the only other timing field)."""
+    """Without every probe's costs: wall-clock ``seconds`` and ``hvp_count``, which counts the
+    auto backend's timing products only in the process that paid for them (issue 16)."""
     if isinstance(obj, dict):
-        return {k: _drop_seconds(v) for k, v in obj.items() if k != "seconds"}
+        return {k: _drop_seconds(v) for k, v in obj.items() if k not in COST_FIELDS}
     if isinstance(obj, list):
         return [_drop_seconds(v) for v in obj]
     return obj
