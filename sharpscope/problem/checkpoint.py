@@ -6,7 +6,8 @@ A sharpscope checkpoint is one ``torch.save`` file holding only plain data
 
 Keys: ``format`` (``"sharpscope-checkpoint"``), ``format_version``, ``model``
 (``{"name", "kwargs", "input_shape", "num_classes"}``), ``data`` (``{"spec",
-"samples", "seed", "normalize"}``), ``loss``, ``state_dict``, ``optimizer``
+"samples", "seed", "normalize"}``, since 0.2 also ``mean``/``std``, the statistics the
+inputs were standardised with, and ``resolved``, the spec with an absolute path), ``loss``, ``state_dict``, ``optimizer``
 (``{"name", "hparams"}``), ``seed``, ``metrics`` (one dict per epoch), ``versions``
 (``sharpscope``, ``torch``), ``extra`` (free-form plain data, e.g. XSAM's alpha
 history), and optionally ``resume`` (optimizer/scheduler/RNG state for ``--resume``).
@@ -239,7 +240,7 @@ def save_checkpoint(
             },
             where="model",
         ),
-        "data": to_plain_data(dspec.to_dict(), where="data"),
+        "data": to_plain_data(dspec.checkpoint_dict(), where="data"),
         "loss": str(loss),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "optimizer": to_plain_data(optimizer or {}, where="optimizer"),
@@ -340,7 +341,8 @@ def load_checkpoint(
         elif model_kwargs:
             ck.model = {**ck.model, "kwargs": {**ck.model.get("kwargs", {}), **model_kwargs}}
         if data is not None:
-            ck.data = {**ck.data, "spec": data}
+            ck.data = {k: v for k, v in ck.data.items() if k != "resolved"}
+            ck.data["spec"] = data
         return ck
     sd = obj
     if isinstance(obj, dict) and not _looks_like_state_dict(obj):
@@ -362,7 +364,8 @@ def load_checkpoint(
     ck = Checkpoint(
         path=path,
         model={"name": model, "kwargs": dict(model_kwargs or {})},
-        data={"spec": data or "unknown", "samples": None, "seed": 0, "normalize": True},
+        # a plain state dict: the data exactly as stored unless the caller says otherwise
+        data={"spec": data or "unknown", "samples": None, "seed": 0, "normalize": False},
         state_dict=dict(sd),
         plain_state_dict=True,
         model_from_caller=True,

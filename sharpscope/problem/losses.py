@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError, SharpscopeError
+from ..runtime.batches import batch_loss_fn
 from ..runtime.sanitize import printable
+from .imports import import_object, is_import_path
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -92,6 +94,19 @@ def sequence_cross_entropy(
     )
 
 
+def _token_count(batch: object, ignore_index: int = -100) -> int:
+    """The tokens a sequence loss counts in ``batch``: its targets that are not ignored."""
+    from ..runtime.batches import batch_target
+
+    target = batch_target(batch)
+    return int((target != ignore_index).sum())
+
+
+#: batches are weighted by the tokens they count, so the mean over batches is the mean
+#: over tokens even when sequences hold different numbers of ignored positions
+sequence_cross_entropy.weight = _token_count  # type: ignore[attr-defined]
+
+
 def perplexity(mean_ce: float | torch.Tensor) -> float:
     """``exp(mean token cross-entropy)`` (``inf`` when it overflows)."""
     value = float(mean_ce)
@@ -108,13 +123,30 @@ LOSSES: dict[str, LossFn] = {
 }
 
 
-def get_loss(name: str) -> LossFn:
-    """Look up a loss by name (``cross_entropy``, ``mse`` or ``sequence_cross_entropy``).
+def get_loss(name: str, *, allow_import: bool = False) -> LossFn:
+    """Look up a loss by name (``cross_entropy``, ``mse`` or ``sequence_cross_entropy``), or
+    import the user's ``pkg.module:fn`` named by the caller.
 
-    Only names in :data:`LOSSES` resolve: a name (from a checkpoint, say) is never imported.
+    A user loss is called as ``fn(output, batch)`` and returns the mean loss of the
+    batch (a scalar tensor; anything else is one error line); ``fn.weight(batch)``, when
+    it has one, is how much the batch weighs in a mean over batches (default: its samples).
+    Only with ``allow_import=True`` (the caller named it: ``--loss``, ``loss=``) is an
+    import path imported; by default (a name read from a file, say) only names in
+    :data:`LOSSES` resolve.
     """
+    choices = ", ".join(sorted(LOSSES))
     if isinstance(name, str) and name in LOSSES:
         return LOSSES[name]
+    if isinstance(name, str) and is_import_path(name):
+        if not allow_import:
+            raise SharpscopeError(
+                f"unknown loss {printable(repr(name), limit=200)}: choose one of {choices}; "
+                "sharpscope never imports a loss named in a file: pass --loss "
+                f"{printable(name, limit=200)} if you trust it"
+            )
+        fn = import_object(name, what="loss", error=SharpscopeError)
+        return batch_loss_fn(fn, name=name)
     raise SharpscopeError(
-        f"unknown loss {printable(repr(name), limit=120)}: choose one of {', '.join(sorted(LOSSES))}"
+        f"unknown loss {printable(repr(name), limit=120)}: choose one of {choices} "
+        "or give 'package.module:fn' (fn(output, batch) -> mean loss)"
     )

@@ -8,6 +8,11 @@ from any ``nn.Module`` and tensors, or skip it and pass batches to the probes.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +24,30 @@ from ..errors import CheckpointError
 from ..runtime.device import resolve_device
 from ..runtime.sanitize import printable
 from .checkpoint import Checkpoint, load_checkpoint, load_state_dict_strict
-from .data import DataSpec, DataSplits, load_data
+from .data import BatchSplits, DataSpec, DataSplits, data_path, load_data, with_path
+from .data.normalization import parse_normalize
+from .imports import is_import_path
 from .losses import LossFn, get_loss
 from .models import build_model
 
-__all__ = ["Problem", "load_problem", "check_comparable"]
+__all__ = ["Problem", "load_problem", "check_comparable", "load_options"]
+
+#: ``loss``/``normalize`` for the :func:`load_problem` calls inside :func:`load_options`
+_OPTIONS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "sharpscope_load_options", default=None
+)
+
+
+@contextlib.contextmanager
+def load_options(*, loss: str | None = None, normalize: bool | str | None = None) -> Iterator[None]:
+    """Within this block, :func:`load_problem` calls that do not pass ``loss`` or
+    ``normalize`` themselves use these (how the command line's ``--loss`` and
+    ``--normalize`` reach the probes that load a checkpoint by path)."""
+    token = _OPTIONS.set({"loss": loss, "normalize": normalize})
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
 
 
 @dataclass
@@ -32,7 +56,7 @@ class Problem:
 
     model: nn.Module
     loss_fn: LossFn
-    data: DataSplits
+    data: DataSplits | BatchSplits
     loss_name: str = "cross_entropy"
     checkpoint: Checkpoint | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -46,10 +70,24 @@ class Problem:
         samples: int | None = None,
         seed: int = 0,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The chosen split (seeded subset of ``samples``) in batches on the problem's device."""
+        """The chosen split (seeded subset of ``samples``) in batches on the problem's device.
+
+        ``samples`` larger than the split uses all of it, with a one-line notice on stderr.
+        """
+        if samples is not None:
+            have = self.data.count(split)
+            if samples > have:
+                print(
+                    f"notice: --samples {samples} but the {split} split of "
+                    f"{self.data.spec.spec} has {have} samples: using all {have}",
+                    file=sys.stderr,
+                )
         return self.data.batches(split, batch_size, samples=samples, seed=seed, device=self.device)
 
     def describe(self) -> dict[str, Any]:
+        """Where the model, data and loss came from, and the normalisation applied (numbers
+        included): what every probe's JSON and ``meta.json`` record."""
+        norm = self.data.normalization_record() if isinstance(self.data, DataSplits) else None
         return {
             "label": self.label,
             "checkpoint": str(self.checkpoint.path)
@@ -57,6 +95,7 @@ class Problem:
             else None,
             "model": self.checkpoint.model if self.checkpoint else type(self.model).__name__,
             "data": self.data.spec.to_dict(),
+            "normalization": norm if norm is not None else dict(self.data.normalization),
             "loss": self.loss_name,
             "device": str(self.device),
         }
@@ -68,7 +107,8 @@ def load_problem(
     model: str | None = None,
     model_kwargs: dict[str, Any] | None = None,
     data: str | None = None,
-    normalize: bool | None = None,
+    loss: str | None = None,
+    normalize: bool | str | None = None,
     device: str | torch.device = "auto",
     dtype: torch.dtype = torch.float32,
 ) -> Problem:
@@ -77,24 +117,81 @@ def load_problem(
     Args:
         path: the checkpoint file.
         model, model_kwargs: override (or, for a plain state dict, supply) the model spec.
-        data: override (or supply) the data spec; the checkpoint's subset and
-            normalisation options are kept.
-        normalize: override the data normalisation option.
+        data: override (or supply) the data spec, which may be a ``pkg.mod:factory``;
+            the checkpoint's subset and normalisation options are kept.
+        loss: override the loss: a built-in name or ``pkg.module:fn`` (``fn(output,
+            batch) -> mean loss``).
+        normalize: ``"none"``, ``"standard"``, ``"MEAN,STD"`` or ``"M1,../S1,.."``
+            (:mod:`~sharpscope.problem.data.normalization`). Default: a sharpscope
+            checkpoint's own (its stored statistics; a checkpoint older than 0.2 has them
+            recomputed from its data, as before), the data as stored for a plain state dict.
         device: ``auto``, ``cpu``, ``cuda``...
         dtype: parameter and input dtype (``torch.float64`` for exact checks).
 
-    Nothing read from the file is imported or called: a model the checkpoint names by
-    import path is refused (:class:`~sharpscope.errors.ModelSpecError`) unless ``model``
-    names it, and its loss and data must be built-in names.
+    Nothing read from the file is imported or called: a model, data factory or loss the
+    checkpoint names by import path is refused with one line saying to pass it
+    explicitly (``model=``/``data=``/``loss=``). A data file the checkpoint names by a
+    relative path is looked for at its absolute path when saved, then next to the
+    checkpoint, then from the working directory.
     """
+    opts = _OPTIONS.get() or {}
+    loss = loss if loss is not None else opts.get("loss")
+    normalize = normalize if normalize is not None else opts.get("normalize")
     dev = resolve_device(device)
     ck = load_checkpoint(path, model=model, model_kwargs=model_kwargs, data=data)
     ck.check_model()  # before any data is read: an import path must come from the caller
-    loss_fn = get_loss(ck.loss)
+    loss_name = loss if loss is not None else ck.loss
+    loss_fn = get_loss(loss_name, allow_import=loss is not None)
     dspec = ck.data_spec
     if normalize is not None:
-        dspec = DataSpec(dspec.spec, dspec.samples, dspec.seed, normalize)
-    splits = load_data(dspec)
+        norm = parse_normalize(normalize)
+        keep = norm is True and dspec.normalize is True
+        dspec = DataSpec(
+            dspec.spec, dspec.samples, dspec.seed, norm,
+            mean=dspec.mean if keep else None, std=dspec.std if keep else None,
+        )  # fmt: skip
+    if data is None and not ck.plain_state_dict:
+        dspec = _locate(dspec, ck.data.get("resolved"), Path(path).expanduser())
+    splits = load_data(dspec, allow_import=data is not None)
+    net = _build(ck, splits, dspec, path)
+    net = net.to(device=dev, dtype=dtype)
+    if isinstance(splits, DataSplits) and dtype != torch.float32:
+        if splits.x_train.is_floating_point():  # token ids stay ids
+            splits.x_train, splits.x_test = splits.x_train.to(dtype), splits.x_test.to(dtype)
+    return Problem(
+        model=net,
+        loss_fn=loss_fn,
+        data=splits,
+        loss_name=str(loss_name),
+        checkpoint=ck,
+        device=dev,
+        label=Path(path).stem
+        if Path(path).stem not in ("final", "last")
+        else Path(path).parent.name or Path(path).stem,
+    )
+
+
+def _locate(dspec: DataSpec, resolved: Any, path: Path) -> DataSpec:
+    """The checkpoint's data spec naming a file that exists: its absolute path when saved,
+    else the same relative path next to the checkpoint, else as given (working directory)."""
+    rel = data_path(dspec.spec)
+    if rel is None or is_import_path(dspec.spec):
+        return dspec
+    candidates = []
+    if isinstance(resolved, str) and data_path(resolved) is not None:
+        candidates.append(data_path(resolved))
+    expanded = os.path.expanduser(rel)
+    if not os.path.isabs(expanded):
+        candidates += [expanded, str(path.parent / expanded)]
+    for c in candidates:
+        if os.path.exists(c):
+            spec = dspec.spec if c == expanded else with_path(dspec.spec, c)
+            return DataSpec(spec, dspec.samples, dspec.seed, dspec.normalize, dspec.mean, dspec.std)
+    return dspec
+
+
+def _build(ck: Checkpoint, splits: Any, dspec: DataSpec, path: str | Path) -> nn.Module:
+    """The checkpoint's network for ``splits`` (shape and classes checked), weights loaded."""
     shape = ck.model.get("input_shape")
     classes = ck.model.get("num_classes")
     if shape is not None and tuple(shape) != splits.input_shape:
@@ -113,22 +210,9 @@ def load_problem(
         num_classes=int(classes) if classes is not None else splits.num_classes,
     )
     load_state_dict_strict(net, ck.state_dict, where=str(path))
-    net = net.to(device=dev, dtype=dtype)
-    if dtype != torch.float32 and splits.x_train.is_floating_point():  # token ids stay ids
-        splits.x_train, splits.x_test = splits.x_train.to(dtype), splits.x_test.to(dtype)
     ck.model.setdefault("input_shape", list(splits.input_shape))
     ck.model.setdefault("num_classes", splits.num_classes)
-    return Problem(
-        model=net,
-        loss_fn=loss_fn,
-        data=splits,
-        loss_name=ck.loss,
-        checkpoint=ck,
-        device=dev,
-        label=Path(path).stem
-        if Path(path).stem not in ("final", "last")
-        else Path(path).parent.name or Path(path).stem,
-    )
+    return net
 
 
 def check_comparable(problems: list[Problem], *, allow_mismatch: bool = False) -> None:

@@ -89,7 +89,8 @@ def test_dense_reference_matches_double_backward():
 def test_operator_products_match_dense(backend):
     model = tiny()
     op = HessianOperator(model, sequence_cross_entropy, batches(), backend=backend, block_size=3)
-    assert op.dim == 736 and op.num_samples == 6
+    # sequence_cross_entropy weighs batches by their counted tokens: 6 sequences x 4 tokens
+    assert op.dim == 736 and op.num_samples == 24
     g = torch.Generator().manual_seed(1)
     V = torch.randn(op.dim, 4, generator=g, dtype=torch.float64)
     H = exact()

@@ -78,6 +78,9 @@ class DataSplits:
     spec: DataSpec = field(default_factory=DataSpec)
     mean: list[float] | None = None
     std: list[float] | None = None
+    #: what was done to the inputs: ``{"mode": "none" | "standard" | "fixed", "mean",
+    #: "std", "source"}`` (:func:`~sharpscope.problem.data.load_data` fills it in)
+    normalization: dict[str, Any] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -131,4 +134,16 @@ class DataSplits:
             "num_classes": self.num_classes,
             "train": len(self.y_train),
             "test": len(self.y_test),
+            "normalization": self.normalization_record(),
         }
+
+    def normalization_record(self) -> dict[str, Any]:
+        """What was done to the inputs (built from ``mean``/``std`` when not recorded)."""
+        if self.normalization is not None:
+            return dict(self.normalization)
+        if self.mean is None:
+            return {"mode": "none"}
+        return {"mode": "standard", "mean": self.mean, "std": self.std, "source": "given"}
+
+    def count(self, split: str = "train") -> int:
+        return len(self.split(split)[1])

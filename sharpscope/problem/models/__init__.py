@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -149,27 +148,9 @@ def _check_kwargs(name: str, kwargs: dict[str, Any]) -> None:
 
 
 def _import_factory(path: str) -> Callable[..., Any]:
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ModelSpecError(f"model import path {path!r} must look like 'package.module:function'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelSpecError(
-            f"cannot import module {module_name!r} for model {path!r}: {exc}"
-        ) from exc
-    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
-        raise ModelSpecError(
-            f"importing module {module_name!r} for model {path!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ModelSpecError(f"module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ModelSpecError(f"{path!r} is not callable")
-    return obj
+    from ..imports import import_object
+
+    return import_object(path, what="model", error=ModelSpecError)
 
 
 def build_model(
