@@ -2,6 +2,22 @@
 
 Filter normalisation is relative to the weights, so it is applied against each
 model's own weights when directions are used (:meth:`~.vectors.Directions.resolve`).
+
+A *filter* is a slice along dim 0 of a parameter of two or more dimensions, so for
+every kind of layer it is one output unit (one row), each rescaled to the norm of
+the matching row of the weights:
+
+* Conv weights ``(out, in, kh, kw)``: one filter per output channel (Li et al.);
+* Linear weights ``(out, in)``, including attention's q/k/v/output projections and
+  the MLP of a Transformer block: one per output unit;
+* token embeddings ``(vocab, width)``: one per token row; learned position
+  embeddings ``(context, width)``: one per position row;
+* 1-D tensors (biases, BatchNorm and LayerNorm weights and biases) are not filters:
+  zero with ``ignore="biasbn"``, else the weights themselves (``d = w``, as Li et
+  al. treat BatchNorm; so ``||d|| = ||w||``).
+
+Parameters are keyed by name (``named_parameters``, which lists a shared tensor
+once), so a head tied to the embedding is one parameter, drawn and rescaled once.
 """
 
 from __future__ import annotations
