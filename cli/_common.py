@@ -40,7 +40,25 @@ DataOpt = Annotated[
     typer.Option(
         "--data",
         help="Data spec (digits, synthetic, mnist:DIR, cifar10:DIR, cifar100:DIR, tensors:FILE, "
-        "folder:DIR). Defaults to the checkpoint's; required for a plain state dict.",
+        "folder:DIR, text, textfile:PATH) or 'package.module:factory[?key=value&...]' "
+        "returning (train, test). Defaults to the checkpoint's; required for a plain state dict.",
+    ),
+]
+LossOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--loss",
+        help="Loss: cross_entropy, sequence_cross_entropy, mse, or 'package.module:fn' with "
+        "fn(output, batch) -> mean loss. Defaults to the checkpoint's.",
+    ),
+]
+NormalizeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--normalize",
+        help="Input normalisation: none (the data as stored), standard (per channel), "
+        "MEAN,STD or per-channel M1,M2,../S1,S2,.. Default: a sharpscope checkpoint's own "
+        "(its stored statistics), none for a plain state dict.",
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
@@ -113,6 +131,39 @@ CheckDeterminismOpt = Annotated[
         "shuffled batches. --no-check-determinism skips it and trusts the data path.",
     ),
 ]
+
+
+def _given_on_command_line(name: str) -> bool:
+    """Whether the option ``name`` of the running command was typed (not a default)."""
+    try:
+        from click import get_current_context
+    except ImportError:  # typer >= 0.2x vendors click
+        try:
+            from typer._click.globals import get_current_context
+        except ImportError:
+            return False
+    ctx = get_current_context(silent=True)
+    if ctx is None or name not in ctx.params:
+        return False
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def with_problem_options(fn: F) -> F:
+    """Run a command with its ``--loss`` and ``--normalize`` applied to every checkpoint it
+    loads (:func:`sharpscope.problem.problem.load_options`)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sharpscope.problem.problem import load_options
+
+        explicit = _given_on_command_line("samples")
+        with load_options(
+            loss=kwargs.get("loss"), normalize=kwargs.get("normalize"), samples_notice=explicit
+        ):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def problem_options(
@@ -473,6 +524,8 @@ def load_cli_problem(
     model_kwargs: str | None,
     data: str | None,
     device: str = "auto",
+    loss: str | None = None,
+    normalize: str | None = None,
 ):
     """Load a :class:`sharpscope.Problem` from the common command-line options."""
     from sharpscope.problem import load_problem
@@ -482,6 +535,8 @@ def load_cli_problem(
         model=model,
         model_kwargs=parse_json_dict(model_kwargs) or None,
         data=data,
+        loss=loss,
+        normalize=normalize,
         device=device,
     )
 

@@ -19,9 +19,11 @@ from ._common import (
     DataOpt,
     DeviceOpt,
     JsonOpt,
+    LossOpt,
     ModelKwargsOpt,
     ModelOpt,
     ModeOpt,
+    NormalizeOpt,
     ParamsOpt,
     QuietOpt,
     SeedOpt,
@@ -31,6 +33,7 @@ from ._common import (
     handles_errors,
     parse_bytes,
     problem_options,
+    with_problem_options,
 )
 from ._common import ProbeSamplesOpt as SamplesOpt
 
@@ -159,6 +162,7 @@ def _print_eigen(out: dict[str, Any]) -> None:
 
 
 @handles_errors
+@with_problem_options
 def eigen(
     checkpoint: PathArg,
     top_k: TopKOpt = 5,
@@ -182,6 +186,8 @@ def eigen(
     model: ModelOpt = None,
     model_kwargs: ModelKwargsOpt = None,
     data: DataOpt = None,
+    loss: LossOpt = None,
+    normalize: NormalizeOpt = None,
     seed: SeedOpt = 0,
     json_out: JsonOpt = None,
     quiet: QuietOpt = False,
@@ -241,6 +247,7 @@ def _print_trace(out: dict[str, Any]) -> None:
 
 
 @handles_errors
+@with_problem_options
 def trace(
     checkpoint: PathArg,
     method: MethodOpt = "hutchinson",
@@ -258,6 +265,8 @@ def trace(
     model: ModelOpt = None,
     model_kwargs: ModelKwargsOpt = None,
     data: DataOpt = None,
+    loss: LossOpt = None,
+    normalize: NormalizeOpt = None,
     seed: SeedOpt = 0,
     json_out: JsonOpt = None,
     quiet: QuietOpt = False,
@@ -291,6 +300,7 @@ def trace(
 
 
 @handles_errors
+@with_problem_options
 def esd(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint file.")],
     runs: Annotated[
@@ -319,6 +329,8 @@ def esd(
     model: ModelOpt = None,
     model_kwargs: ModelKwargsOpt = None,
     data: DataOpt = None,
+    loss: LossOpt = None,
+    normalize: NormalizeOpt = None,
     seed: SeedOpt = 0,
     json_out: JsonOpt = None,
     quiet: QuietOpt = False,

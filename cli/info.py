@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ._common import (
     DataOpt,
     JsonOpt,
+    LossOpt,
     ModelKwargsOpt,
     ModelOpt,
+    NormalizeOpt,
     QuietOpt,
     emit_json,
     handles_errors,
@@ -31,6 +33,72 @@ def _format_metrics(metrics: dict) -> str:
     return ", ".join(parts) or "none"
 
 
+def _stored_normalization(data: dict[str, Any], plain: bool) -> dict[str, Any]:
+    """What a checkpoint's data entry says about the normalisation (nothing is loaded)."""
+    norm = data.get("normalize", True)
+    if plain or norm is False:
+        return {"mode": "none"}
+    if isinstance(norm, str):
+        return {"mode": "fixed", "value": norm}
+    if data.get("mean") is not None:
+        return {
+            "mode": "standard",
+            "mean": list(data["mean"]),
+            "std": list(data["std"]),
+            "source": "stored in the checkpoint",
+        }
+    return {"mode": "standard", "source": "recomputed from the training split when loaded"}
+
+
+def _normalization_text(norm: dict[str, Any]) -> str:
+    def nums(v: Any) -> str:
+        return ",".join(f"{float(x):.6g}" for x in v)
+
+    text = str(norm.get("mode"))
+    if "mean" in norm and norm["mean"] is not None:
+        text += f" mean {nums(norm['mean'])} std {nums(norm['std'])}"
+    if "value" in norm:
+        text += f" {norm['value']}"
+    for key in ("source", "note"):
+        if norm.get(key):
+            text += f" ({norm[key]})"
+    return text
+
+
+def _evaluate(
+    checkpoint: Path, model: Any, kwargs: Any, data: Any, loss: Any, normalize: Any
+) -> dict[str, Any]:
+    """Load the problem and evaluate the mean loss on the training split."""
+    import torch
+
+    from sharpscope.problem import load_problem
+    from sharpscope.runtime.batches import batch_weight, loss_on_batch
+
+    problem = load_problem(
+        checkpoint,
+        model=model,
+        model_kwargs=kwargs,
+        data=data,
+        loss=loss,
+        normalize=normalize,
+        device="cpu",
+    )
+    total = weight = 0.0
+    problem.model.eval()
+    with torch.no_grad():
+        for batch in problem.batches("train", 512):
+            w = batch_weight(batch, problem.loss_fn)
+            total += w * float(loss_on_batch(problem.model, problem.loss_fn, batch))
+            weight += w
+    described = problem.describe()
+    return {
+        "loss": described["loss"],
+        "normalization": described["normalization"],
+        "train_loss": total / weight,
+        "train_samples": problem.data.count("train"),
+    }
+
+
 def register(app: typer.Typer) -> None:
     @app.command("info")
     @handles_errors
@@ -41,13 +109,17 @@ def register(app: typer.Typer) -> None:
         model: ModelOpt = None,
         model_kwargs: ModelKwargsOpt = None,
         data: DataOpt = None,
+        loss: LossOpt = None,
+        normalize: NormalizeOpt = None,
         json_out: JsonOpt = None,
         quiet: QuietOpt = False,
     ) -> None:
         """Print what a checkpoint holds: model, parameter count, data, optimizer, final metrics.
 
         Everything shown is read as data: a model named by import path is not imported
-        (unless --model names it), and terminal control sequences are removed.
+        (unless --model names it), and terminal control sequences are removed. With
+        --data (a plain state dict) the model is also evaluated: the loss on the training
+        split, with the normalisation applied stated.
         """
         from sharpscope.checkpoint import load_checkpoint
         from sharpscope.data import load_data
@@ -57,7 +129,7 @@ def register(app: typer.Typer) -> None:
         kwargs = parse_json_dict(model_kwargs) or None
         shape = classes = None
         if data is not None:
-            splits = load_data(data)
+            splits = load_data(data, normalize=False)
             shape, classes = splits.input_shape, splits.num_classes
         ck = load_checkpoint(
             checkpoint,
@@ -81,6 +153,9 @@ def register(app: typer.Typer) -> None:
         if ck.plain_state_dict or model is not None or kwargs:
             ck.build_model()  # names missing/unexpected keys and shape differences
         summary = ck.summary()
+        summary["normalization"] = _stored_normalization(ck.data, ck.plain_state_dict)
+        if data is not None or loss is not None or normalize is not None:
+            summary.update(_evaluate(checkpoint, model, kwargs, data, loss, normalize))
         emit_json(json_out, summary)
         if quiet or (json_out is not None and str(json_out) == "-"):
             return
@@ -103,7 +178,8 @@ def register(app: typer.Typer) -> None:
             f"parameters   {summary['parameters']:,}",
             f"data         {ck.data.get('spec')}"
             + (f" (samples={ck.data['samples']})" if ck.data.get("samples") else ""),
-            f"loss         {ck.loss}",
+            f"loss         {summary.get('loss', ck.loss)}",
+            f"normalize    {_normalization_text(summary['normalization'])}",
             f"optimizer    {opt.get('name', 'unknown')}" + (f" ({hp})" if hp else ""),
             f"seed         {ck.seed}",
             f"epochs       {len(ck.metrics)}",
@@ -112,5 +188,10 @@ def register(app: typer.Typer) -> None:
             if versions
             else "versions     unknown",
         ]
+        if "train_loss" in summary:
+            lines.append(
+                f"train loss   {summary['train_loss']:.6g} at these weights "
+                f"({summary['train_samples']} samples)"
+            )
         # every value shown was read from the file: no escape sequence reaches the terminal
         typer.echo("\n".join(printable(line) for line in lines))

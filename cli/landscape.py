@@ -12,9 +12,11 @@ from ._common import (
     DataOpt,
     DeviceOpt,
     JsonOpt,
+    LossOpt,
     ModelKwargsOpt,
     ModelOpt,
     ModeOpt,
+    NormalizeOpt,
     QuietOpt,
     SamplesOpt,
     SeedOpt,
@@ -22,6 +24,7 @@ from ._common import (
     emit_json,
     handles_errors,
     load_cli_problem,
+    with_problem_options,
 )
 from .landscape_options import (
     ChunkSizeOpt,
@@ -102,6 +105,8 @@ def slice_cmd(
     model: ModelOpt = None,
     model_kwargs: ModelKwargsOpt = None,
     data: DataOpt = None,
+    loss: LossOpt = None,
+    normalize: NormalizeOpt = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = None,
     quiet: QuietOpt = False,
@@ -117,7 +122,13 @@ def slice_cmd(
     if yrange is not None:
         parse_range(yrange, name="--yrange")
     problem = load_cli_problem(
-        checkpoint, model=model, model_kwargs=model_kwargs, data=data, device=device
+        checkpoint,
+        model=model,
+        model_kwargs=model_kwargs,
+        data=data,
+        device=device,
+        loss=loss,
+        normalize=normalize,
     )
     s = slice_problem(
         problem,
@@ -196,6 +207,8 @@ def interpolate_cmd(
     model: ModelOpt = None,
     model_kwargs: ModelKwargsOpt = None,
     data: DataOpt = None,
+    loss: LossOpt = None,
+    normalize: NormalizeOpt = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = None,
     quiet: QuietOpt = False,
@@ -209,10 +222,22 @@ def interpolate_cmd(
     figure = _figure_options(None, None, None, formats)
     parse_range(xrange, name="--range")
     a = load_cli_problem(
-        checkpoint_a, model=model, model_kwargs=model_kwargs, data=data, device=device
+        checkpoint_a,
+        model=model,
+        model_kwargs=model_kwargs,
+        data=data,
+        device=device,
+        loss=loss,
+        normalize=normalize,
     )
     b = load_cli_problem(
-        checkpoint_b, model=model, model_kwargs=model_kwargs, data=data, device=device
+        checkpoint_b,
+        model=model,
+        model_kwargs=model_kwargs,
+        data=data,
+        device=device,
+        loss=loss,
+        normalize=normalize,
     )
     out = out or checkpoint_a.parent / f"interp-{checkpoint_a.stem}-{checkpoint_b.stem}"
     s = interpolate_problems(
@@ -290,6 +315,8 @@ def trajectory_cmd(
     model: ModelOpt = None,
     model_kwargs: ModelKwargsOpt = None,
     data: DataOpt = None,
+    loss: LossOpt = None,
+    normalize: NormalizeOpt = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = None,
     quiet: QuietOpt = False,
@@ -302,7 +329,13 @@ def trajectory_cmd(
     figure = _figure_options(levels, vmin, vmax, formats)
     final = _check_run_dir(run_dir, xrange, yrange)
     problem = load_cli_problem(
-        final, model=model, model_kwargs=model_kwargs, data=data, device=device
+        final,
+        model=model,
+        model_kwargs=model_kwargs,
+        data=data,
+        device=device,
+        loss=loss,
+        normalize=normalize,
     )
     s = trajectory_problem(
         problem,
@@ -354,6 +387,6 @@ def _check_run_dir(run_dir: Path, xrange: str | None, yrange: str | None) -> Pat
 
 def register(app: typer.Typer) -> None:
     """Add ``slice``, ``interpolate`` and ``trajectory`` to the application."""
-    app.command("slice")(handles_errors(slice_cmd))
-    app.command("interpolate")(handles_errors(interpolate_cmd))
-    app.command("trajectory")(handles_errors(trajectory_cmd))
+    app.command("slice")(handles_errors(with_problem_options(slice_cmd)))
+    app.command("interpolate")(handles_errors(with_problem_options(interpolate_cmd)))
+    app.command("trajectory")(handles_errors(with_problem_options(trajectory_cmd)))

@@ -12,15 +12,18 @@ from ._common import (
     DataOpt,
     DeviceOpt,
     JsonOpt,
+    LossOpt,
     ModelKwargsOpt,
     ModelOpt,
     ModeOpt,
+    NormalizeOpt,
     QuietOpt,
     SeedOpt,
     distributed_setup,
     emit_json,
     handles_errors,
     parse_json_dict,
+    with_problem_options,
 )
 
 CheckpointArg = Annotated[
@@ -122,6 +125,7 @@ def _check_json(json_out: Path | None) -> None:
 
 
 @handles_errors
+@with_problem_options
 def plane(
     checkpoint: CheckpointArg,
     rho: Annotated[float, typer.Option("--rho", help="XSAM's ascent radius.")] = 0.05,
@@ -174,6 +178,8 @@ def plane(
     model: ModelOpt = None,
     model_kwargs: ModelKwargsOpt = None,
     data: DataOpt = None,
+    loss: LossOpt = None,
+    normalize: NormalizeOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     json_out: JsonOpt = None,
@@ -214,6 +220,7 @@ def plane(
 
 
 @handles_errors
+@with_problem_options
 def sharpness_cmd(
     checkpoint: CheckpointArg,
     measure: Annotated[
@@ -248,6 +255,8 @@ def sharpness_cmd(
     model: ModelOpt = None,
     model_kwargs: ModelKwargsOpt = None,
     data: DataOpt = None,
+    loss: LossOpt = None,
+    normalize: NormalizeOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     json_out: JsonOpt = None,

@@ -39,11 +39,15 @@ _OPTIONS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar
 
 
 @contextlib.contextmanager
-def load_options(*, loss: str | None = None, normalize: bool | str | None = None) -> Iterator[None]:
+def load_options(
+    *, loss: str | None = None, normalize: bool | str | None = None, samples_notice: bool = False
+) -> Iterator[None]:
     """Within this block, :func:`load_problem` calls that do not pass ``loss`` or
     ``normalize`` themselves use these (how the command line's ``--loss`` and
-    ``--normalize`` reach the probes that load a checkpoint by path)."""
-    token = _OPTIONS.set({"loss": loss, "normalize": normalize})
+    ``--normalize`` reach the probes that load a checkpoint by path). ``samples_notice``:
+    :meth:`Problem.batches` says in one line when ``samples`` exceeds the data (the user
+    asked for that many)."""
+    token = _OPTIONS.set({"loss": loss, "normalize": normalize, "notice": samples_notice})
     try:
         yield
     finally:
@@ -72,9 +76,10 @@ class Problem:
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The chosen split (seeded subset of ``samples``) in batches on the problem's device.
 
-        ``samples`` larger than the split uses all of it, with a one-line notice on stderr.
+        ``samples`` larger than the split uses all of it (with a one-line notice on stderr
+        inside ``load_options(samples_notice=True)``).
         """
-        if samples is not None:
+        if samples is not None and (_OPTIONS.get() or {}).get("notice"):
             have = self.data.count(split)
             if samples > have:
                 print(
