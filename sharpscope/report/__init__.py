@@ -2,13 +2,16 @@
 
 Everything is drawn from the numbers of a :class:`~sharpscope.compare.ComparisonReport`
 (and the grids its probes saved), so re-writing a report never re-runs a probe. The
-HTML page is self-contained: plotly.js is inlined once, the PNGs are embedded, and
-nothing is fetched from the network. A tiny script records JavaScript errors into a
+HTML page is self-contained: plotly.js is inlined once, each figure appears once
+(interactive where it can be, else an embedded PNG; the PNG/PDF files are linked),
+and nothing is fetched from the network. A tiny script records JavaScript errors into a
 hidden ``#js-errors`` element so a headless browser can check the page.
 
 This package never imports :mod:`sharpscope.compare`: it assembles what compare hands
-it. Modules: :mod:`.format` (cells), :mod:`.markdown` (``summary.md``), :mod:`.figures`
-and :mod:`.planes` (matplotlib PNGs), :mod:`.html` (the plotly page), :mod:`.write`.
+it. Modules: :mod:`.format` (cells, :class:`FigureOptions`), :mod:`.notes` (warnings,
+settings, how to read each figure), :mod:`.markdown` (``summary.md``), :mod:`.figures`,
+:mod:`.planes` and :mod:`.scales` (matplotlib PNG/PDF, the panels' colour scale),
+:mod:`.interactive` (plotly figures), :mod:`.html` (the page), :mod:`.write`.
 """
 
 # ruff: noqa: F401  (re-exports: every name of the 0.1 module, private ones included)
@@ -28,17 +31,18 @@ from .figures import (
     _slice_sets,
     _surfaces,
 )
-from .format import FIGURES, FLATTEST, _arr, _clean, format_value
+from .format import COLOR_SCALES, FIGURES, FLATTEST, FigureOptions, _arr, _clean, format_value
 from .html import (
     _CSS,
     _ERROR_SCRIPT,
     _FINAL_SCRIPT,
     _html_table,
-    _plotly_figures,
     _settings_html,
     report_html,
 )
+from .interactive import _plotly_figures, plotly_figures
 from .markdown import _md_table, _verdict_lines, summary_markdown, summary_tables
+from .notes import CURVATURE_NOTE, MODE_NOTE, boundary_warnings
 from .planes import _fig_planes, _plane_detail
 from .write import _digest, _draw_figures, write_figures, write_report
 
@@ -49,4 +53,10 @@ __all__ = [
     "write_figures",
     "report_html",
     "format_value",
+    "FigureOptions",
+    "COLOR_SCALES",
+    "MODE_NOTE",
+    "CURVATURE_NOTE",
+    "boundary_warnings",
+    "plotly_figures",
 ]

@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from .format import _arr
+from .format import FigureOptions, _arr
+
+DEFAULT_OPTIONS = FigureOptions()
 
 
 def _plt():
@@ -16,12 +18,21 @@ def _plt():
     return plt_()
 
 
-def _save(fig: Any, path: Path) -> Path:
-    from ..hessian.plots import save_figure
+def _save(fig: Any, path: Path, opts: FigureOptions = DEFAULT_OPTIONS) -> Path:
+    """Write ``fig`` once per format beside ``path`` (a ``.png`` path); return the PNG's path."""
+    from ..runtime.figstyle import save_figure
 
-    save_figure(fig, path)
-    _plt().close(fig)
+    try:
+        save_figure(fig, path, formats=opts.formats)
+    finally:
+        _plt().close(fig)
     return path
+
+
+def _legend_outside(ax: Any, **kw: Any) -> Any:
+    from ..runtime.figstyle import place_legend_outside
+
+    return place_legend_outside(ax, **{"fontsize": 7.5, "frameon": False, **kw})
 
 
 def _slice_sets(report: Any) -> list[tuple[str, Any]]:
@@ -66,7 +77,7 @@ def panel_labels(report: Any) -> list[str]:
     return [members[0] for members in groups.values()] if groups else list(report.labels)
 
 
-def _fig_measures(report: Any, path: Path) -> Path | None:
+def _fig_measures(report: Any, path: Path, opts: FigureOptions = DEFAULT_OPTIONS) -> Path | None:
     t = report.tables["flatness"]
     rows = t["rows"]
     if len(rows) < 2 or not t["columns"]:
@@ -95,13 +106,13 @@ def _fig_measures(report: Any, path: Path) -> Path | None:
     ax.set_xticks(np.arange(len(keys)), [c["title"] for c in keys], rotation=20, ha="right")
     ax.set_ylabel(f"value / {base['label']}'s value  (lower = flatter)")
     ax.set_title(f"Flatness measures relative to {base['label']}")
-    ax.legend(title="checkpoint", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _legend_outside(ax, title="checkpoint")
     ax.set_ylim(0, max(1.15, ax.get_ylim()[1]))
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, opts)
 
 
-def _fig_slices_1d(report: Any, path: Path) -> Path | None:
+def _fig_slices_1d(report: Any, path: Path, opts: FigureOptions = DEFAULT_OPTIONS) -> Path | None:
     from ..landscape.plots import plot_1d
 
     sets = _slice_sets(report)
@@ -118,7 +129,8 @@ def _fig_slices_1d(report: Any, path: Path) -> Path | None:
     )
     ax.set_ylabel("training loss (probe subset)")
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.14, 1.0), frameon=False)
-    return _save(fig, path)
+    ax.get_legend().set_title("dashed: accuracy (right axis)", prop={"size": 7})
+    return _save(fig, path, opts)
 
 
 def _shared_colorbar(fig: Any, axes: Any, levels: Any, label: str = "loss") -> None:
@@ -131,39 +143,38 @@ def _shared_colorbar(fig: Any, axes: Any, levels: Any, label: str = "loss") -> N
     fig.colorbar(sm, ax=list(axes), label=label, shrink=0.9)
 
 
-def _fig_slices_2d(report: Any, path: Path) -> Path | None:
-    from ..landscape.plots import plot_contour, shared_levels
+def _fig_slices_2d(report: Any, path: Path, opts: FigureOptions = DEFAULT_OPTIONS) -> Path | None:
+    from .scales import draw_panel, panel_scales, shared_colorbar
 
     items = _surfaces(report, "slice2d")
     if not items:
         return None
     plt = _plt()
-    levels = shared_levels([s for _, s in items], n=25)
+    scales = panel_scales([s.loss for _, s in items], opts.color_scale)
     fig, axes = plt.subplots(
-        1, len(items), figsize=(4.4 * len(items) + 1.2, 4.4), squeeze=False, layout="constrained"
+        1, len(items), figsize=(3.6 * len(items) + 1.2, 3.9), squeeze=False, layout="constrained"
     )
-    axes = axes[0]
-    for ax, (label, surf) in zip(axes, items, strict=True):
-        plot_contour(
-            surf,
-            ax=ax,
-            levels=levels,
-            filled=True,
-            colorbar=False,
-            title=f"{label} (loss at centre {surf.value_at_center():.3g})",
-            xlabel="d1 (filter-normalised)",
-            ylabel="d2 (filter-normalised)",
-        )
+    axes = list(axes[0])
+    mappable = None
+    for k, (ax, (label, surf)) in enumerate(zip(axes, items, strict=True)):
+        cs = draw_panel(ax, surf.axes, scales.z[k], scales.scales[k])
+        mappable = mappable or cs
+        if not scales.shared and cs is not None:
+            shared_colorbar(fig, ax, cs, scales.scales[k], "training loss")
+        ax.set_title(f"{label} (loss at centre {surf.value_at_center():.3g})")
+        ax.set_xlabel("d1 (filter-normalised)")
+        ax.set_ylabel("d2 (filter-normalised)")
         ax.plot([0], [0], "+", color="white", ms=10)
         ax.set_aspect("equal", adjustable="box")
-    _shared_colorbar(fig, axes, levels, "training loss")
+    if scales.shared:
+        shared_colorbar(fig, axes, mappable, scales.scales[0], scales.label)
     fig.suptitle(
-        "2D loss slices along the same two filter-normalised directions (one colour scale)"
+        f"2D loss slices along the same two filter-normalised directions ({scales.describe()})"
     )
-    return _save(fig, path)
+    return _save(fig, path, opts)
 
 
-def _fig_density(report: Any, path: Path) -> Path | None:
+def _fig_density(report: Any, path: Path, opts: FigureOptions = DEFAULT_OPTIONS) -> Path | None:
     items = [
         (label, report.details[label]["density"])
         for label in report.labels
@@ -180,7 +191,7 @@ def _fig_density(report: Any, path: Path) -> Path | None:
             dens,
             color=f"C{i}",
             lw=1.6,
-            label=f"{label} (lambda_max {d['lambda_max']:.3g})",
+            label=f"{label}: lambda_max {d['lambda_max']:.3g}, {_slq_trace(d)}",
         )
     ax.set_yscale("log")
     top = max(float(np.nanmax(np.maximum(_arr(d["density"]), 1e-12))) for _, d in items)
@@ -189,13 +200,26 @@ def _fig_density(report: Any, path: Path) -> Path | None:
     ax.set_ylabel("density (log scale)")
     d0 = items[0][1]
     ax.set_title(f"Hessian spectral density (SLQ: {d0['runs']} runs x {d0['iters']} Lanczos steps)")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, opts)
 
 
-def _fig_interpolation(report: Any, path: Path) -> Path | None:
+def _slq_trace(d: dict[str, Any]) -> str:
+    """``tr ≈ 12.3 ± 0.4`` of a density record (the SLQ trace, its standard error over runs)."""
+    from .format import format_value
+
+    tr = d.get("trace_estimate")
+    if tr is None:
+        return "tr n/a"
+    se = d.get("trace_stderr")
+    note = "" if se is not None else " (one run: no error bar)"
+    return f"tr ≈ {format_value(tr, se)}{note}"
+
+
+def _fig_interpolation(
+    report: Any, path: Path, opts: FigureOptions = DEFAULT_OPTIONS
+) -> Path | None:
     pairs = report.details.get("pairs") or []
     if not pairs:
         return None
@@ -215,9 +239,8 @@ def _fig_interpolation(report: Any, path: Path) -> Path | None:
     ax2.set_ylabel("accuracy (dashed)")
     ax2.set_ylim(-0.02, 1.02)
     ax.set_title("Linear interpolation between the minima")
-    ax.legend(fontsize=8, loc="upper center")
-    fig.tight_layout()
-    return _save(fig, path)
+    _legend_outside(ax, where="below")
+    return _save(fig, path, opts)
 
 
 def _momentum(report: Any, label: str) -> float:
@@ -226,7 +249,9 @@ def _momentum(report: Any, label: str) -> float:
     return float(m) if isinstance(m, (int, float)) else 0.0
 
 
-def _fig_over_training(report: Any, path: Path) -> Path | None:
+def _fig_over_training(
+    report: Any, path: Path, opts: FigureOptions = DEFAULT_OPTIONS
+) -> Path | None:
     items = [
         (label, report.details[label]["over_training"])
         for label in report.labels
@@ -270,7 +295,6 @@ def _fig_over_training(report: Any, path: Path) -> Path | None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("top Hessian eigenvalue (log scale)")
     ax.set_title("Sharpness over training (Cohen et al. 2021's edge of stability)")
-    ax.legend(fontsize=7.5)
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, opts)

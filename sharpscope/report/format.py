@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["FIGURES", "FLATTEST", "format_value"]
+from ..errors import SharpscopeError
+
+__all__ = ["COLOR_SCALES", "FIGURES", "FLATTEST", "FigureOptions", "format_value"]
 
 FIGURES = {
     "measures": "measures.png",
@@ -51,3 +54,39 @@ def _arr(values: Any) -> np.ndarray:
 
 def _clean(values: Any) -> list:
     return [None if v is None or not np.isfinite(v) else float(v) for v in np.ravel(_arr(values))]
+
+
+COLOR_SCALES = ("rise", "panel", "shared")
+"""How the 2D panels (slices, planes) of several models are coloured:
+
+* ``rise`` (default): one log scale of the loss *rise above each model's own minimum*,
+  shared by every panel, so a wide basin and a narrow one look different even when
+  their minima differ;
+* ``panel``: each panel its own log scale of its rise (shapes, not levels, compare);
+* ``shared``: one linear scale of the absolute loss (0.1 behaviour; a single high
+  corner can make every panel look alike).
+"""
+
+
+@dataclass(frozen=True)
+class FigureOptions:
+    """How the report's figures are written.
+
+    Attributes:
+        formats: file formats of every figure; PNG is always written (the page and
+            ``summary.md`` show it) and comes first. Default: PNG and PDF.
+        color_scale: one of :data:`COLOR_SCALES`.
+    """
+
+    formats: tuple[str, ...] = ("png", "pdf")
+    color_scale: str = "rise"
+
+    def __post_init__(self) -> None:
+        from ..runtime.figstyle import parse_formats
+
+        fmts = parse_formats(self.formats)
+        object.__setattr__(self, "formats", ("png", *(f for f in fmts if f != "png")))
+        if self.color_scale not in COLOR_SCALES:
+            raise SharpscopeError(
+                f"unknown colour scale {self.color_scale!r}: choose from {', '.join(COLOR_SCALES)}"
+            )

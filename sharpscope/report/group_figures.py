@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .figures import _plt, _save
+from .figures import DEFAULT_OPTIONS, _plt, _save
+from .format import FigureOptions
 
 __all__ = ["fig_group_strips", "fig_gap_scatter", "plotly_group_strips", "plotly_gap_scatter"]
 
@@ -33,7 +34,7 @@ def _grid(n: int) -> tuple[int, int]:
     return (n + cols - 1) // cols, cols
 
 
-def fig_group_strips(report: Any, path: Path) -> Path | None:
+def fig_group_strips(report: Any, path: Path, opts: FigureOptions = DEFAULT_OPTIONS) -> Path | None:
     """One panel per measure: every run of every group (dots), the group mean and its interval."""
     measures = _measures(report)
     if not measures:
@@ -64,7 +65,7 @@ def fig_group_strips(report: Any, path: Path) -> Path | None:
     level = int(round(100 * report.group_stats.get("level", 0.95)))
     fig.suptitle(f"Every run per measure (dots), mean and {level}% CI (bars); lower = flatter")
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, opts)
 
 
 def _scatter_items(report: Any, gap: str) -> list[tuple[str, str, dict[str, Any]]]:
@@ -80,14 +81,18 @@ def _group_of(report: Any) -> dict[str, str]:
     return {label: g for g, members in report.groups.items() for label in members}
 
 
-def fig_gap_scatter(report: Any, path: Path, gap: str = "gap_loss") -> Path | None:
+def fig_gap_scatter(
+    report: Any, path: Path, opts: FigureOptions = DEFAULT_OPTIONS, gap: str = "gap_loss"
+) -> Path | None:
     """One panel per measure: each run's measure against its generalisation gap, Kendall tau."""
     items = _scatter_items(report, gap)
     if not items:
         return None
     plt = _plt()
     rows, cols = _grid(len(items))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.6, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2.6 * cols + 1.4, 2.6 * rows), squeeze=False, layout="constrained"
+    )
     group_of, groups = _group_of(report), list(report.groups)
     for ax, (_, title, c) in zip(axes.flat, items, strict=False):
         for label, x, y in zip(c["labels"], c["values"], c["gaps"], strict=True):
@@ -100,12 +105,11 @@ def fig_gap_scatter(report: Any, path: Path, gap: str = "gap_loss") -> Path | No
         ax.grid(alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
-    fig.legend(unique.values(), unique.keys(), loc="upper right", fontsize=8)
+    fig.legend(unique.values(), unique.keys(), loc="outside right upper", fontsize=8)
     for ax in list(axes.flat)[len(items) :]:
         ax.set_visible(False)
     fig.suptitle(f"Does flatness predict the gap ({GAP_LABELS[gap]})? One dot per run")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, opts)
 
 
 def plotly_group_strips(report: Any) -> tuple[str, str, Any] | None:
