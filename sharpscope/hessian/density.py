@@ -50,6 +50,49 @@ class DensityResult:
         """The SLQ estimate of ``tr(H^k) / dim``: the mean over runs of ``sum_i w_i theta_i^k``."""
         return float(np.mean(np.sum(self.weights * self.nodes**k, axis=1)))
 
+    def trace_runs(self) -> np.ndarray:
+        """Each run's SLQ trace estimate ``dim * sum_i w_i theta_i`` (their mean is the estimate)."""
+        return self.dim * np.sum(self.weights * self.nodes, axis=1)
+
+    @property
+    def trace_stderr(self) -> float | None:
+        """The standard error of the SLQ trace over runs (``None`` with a single run)."""
+        t = self.trace_runs()
+        if t.size < 2:
+            return None
+        return float(np.std(t, ddof=1) / math.sqrt(t.size))
+
+    def _rows(self) -> list[tuple[str, str]]:
+        from .reprs import num
+
+        return [
+            ("lambda_min .. lambda_max", f"{num(self.nodes.min())} .. {num(self.nodes.max())}"),
+            ("trace (SLQ)", num(self.moment(1) * self.dim, self.trace_stderr)),
+            ("runs x Lanczos steps", f"{self.runs} x {self.iters}"),
+            ("Hessian-vector products", str(self.hvp_count)),
+            ("mode", self.mode),
+        ]
+
+    def __repr__(self) -> str:
+        """One short line: the spectrum's range, the SLQ trace with its error, the cost."""
+        from .reprs import num, short_repr
+
+        return short_repr(
+            "DensityResult",
+            [
+                ("lambda", f"[{num(self.nodes.min())}, {num(self.nodes.max())}]"),
+                ("trace", num(self.moment(1) * self.dim, self.trace_stderr)),
+                ("runs", str(self.runs)),
+                ("iters", str(self.iters)),
+                ("hvp_count", str(self.hvp_count)),
+            ],
+        )
+
+    def _repr_html_(self) -> str:
+        from .reprs import html_table
+
+        return html_table("Hessian spectral density (SLQ)", self._rows())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "grid": self.grid.tolist(),
@@ -64,6 +107,7 @@ class DensityResult:
             "lambda_min": float(self.nodes.min()),
             "lambda_max": float(self.nodes.max()),
             "trace_estimate": self.moment(1) * self.dim,
+            "trace_stderr": self.trace_stderr,
             "samples": self.samples,
             "mode": self.mode,
             "device": self.device,

@@ -65,8 +65,16 @@ def density_html(
             name="density",
         )
     )
+    from ..runtime.figstyle import plotly_log_axis
+
+    se = result.trace_stderr
+    trace = f"SLQ trace {result.moment(1) * result.dim:.4g}" + (
+        f" ± {se:.2g}" if se is not None else " (one run: no error bar)"
+    )
     fig.update_layout(
-        title=title, xaxis_title="eigenvalue", yaxis_title="density", yaxis_type="log"
+        title=f"{title}<br><sub>{trace}; {result.runs} runs x {result.iters} Lanczos steps</sub>",
+        xaxis_title="eigenvalue",
+        yaxis=plotly_log_axis("density (log scale)"),  # powers of ten, never SI prefixes
     )
     path = Path(path)
     atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))

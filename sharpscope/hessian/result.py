@@ -76,6 +76,48 @@ class EigenResult:
             )
         return out
 
+    @property
+    def mode_note(self) -> str:
+        """Why this result depends on the mode on a BatchNorm model (eval vs train)."""
+        from .reprs import mode_note
+
+        return mode_note(self.mode)
+
+    def _rows(self) -> list[tuple[str, str]]:
+        from .reprs import num
+
+        res = [float(r) for r in self.residuals]
+        return [
+            ("eigenvalues", ", ".join(num(float(v)) for v in self.eigenvalues[:6])),
+            ("largest residual", num(max(res)) if res else "n/a"),
+            ("which", self.which),
+            ("converged", f"{self.converged} (stopped on {self.stopped_on or 'n/a'})"),
+            ("Hessian-vector products", str(self.hvp_count)),
+            ("mode", self.mode),
+        ]
+
+    def __repr__(self) -> str:
+        """One short line: the leading eigenvalues, convergence and cost."""
+        from .reprs import num, short_repr
+
+        vals = [num(float(v)) for v in self.eigenvalues[:4]]
+        more = ", ..." if len(self.eigenvalues) > 4 else ""
+        return short_repr(
+            "EigenResult",
+            [
+                ("eigenvalues", "[" + ", ".join(vals) + more + "]"),
+                ("which", repr(self.which)),
+                ("converged", str(self.converged)),
+                ("hvp_count", str(self.hvp_count)),
+                ("mode", repr(self.mode)),
+            ],
+        )
+
+    def _repr_html_(self) -> str:
+        from .reprs import html_table
+
+        return html_table("Hessian eigenvalues (Lanczos)", self._rows())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "eigenvalues": [float(v) for v in self.eigenvalues],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..hessian.reprs import MODE_NOTE
 from .format import format_value
 
 __all__ = [
@@ -22,14 +23,6 @@ __all__ = [
     "settings_rows",
     "samples_text",
 ]
-
-MODE_NOTE = (
-    "eval mode uses BatchNorm's running statistics (a fixed function of the weights); "
-    "train mode normalises each batch by its own statistics, which couples the samples "
-    "and changes the function being differentiated. On a BatchNorm model the two Hessians "
-    "can differ many times over (25x is not unusual); this is expected, not a bug. "
-    "Compare models in the same mode."
-)
 
 CURVATURE_NOTE = (
     "the fitted curvature is twice the quadratic coefficient of a least-squares fit over "

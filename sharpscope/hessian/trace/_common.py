@@ -56,6 +56,38 @@ class TraceResult:
             "probe_values": self.samples,
         }
 
+    def _rows(self) -> list[tuple[str, str]]:
+        from ..reprs import num
+
+        return [
+            ("trace", num(self.trace, self.stderr)),
+            ("tr(H^2)", num(self.trace_h2, self.stderr_h2)),
+            ("method", self.method),
+            ("probes", str(self.probes)),
+            ("Hessian-vector products", str(self.hvp_count)),
+            ("mode", self.mode),
+        ]
+
+    def __repr__(self) -> str:
+        """One short line: the estimate with its standard error, method and cost."""
+        from ..reprs import num, short_repr
+
+        return short_repr(
+            "TraceResult",
+            [
+                ("trace", num(self.trace, self.stderr)),
+                ("method", repr(self.method)),
+                ("probes", str(self.probes)),
+                ("hvp_count", str(self.hvp_count)),
+                ("mode", repr(self.mode)),
+            ],
+        )
+
+    def _repr_html_(self) -> str:
+        from ..reprs import html_table
+
+        return html_table("Hessian trace estimate", self._rows())
+
 
 def rademacher(op: HessianOperator, k: int, gen: torch.Generator) -> torch.Tensor:
     """``(dim, k)`` Rademacher probes (+-1), drawn on the CPU from ``gen`` for reproducibility."""
