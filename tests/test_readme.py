@@ -47,5 +47,6 @@ def test_readme_snippet_runs(index: int, tmp_path, monkeypatch) -> None:
 
         assert callable(compare)
         assert hasattr(ComparisonReport, "value") and hasattr(ComparisonReport, "flattest")
+        assert hasattr(ComparisonReport, "verdict")  # the groups snippet
         return
     exec(compile(code, f"README.md block {index}", "exec"), _namespace())  # noqa: S102
