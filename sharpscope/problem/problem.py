@@ -21,12 +21,12 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..runtime.batches import move_batch
 from ..runtime.device import resolve_device
 from ..runtime.sanitize import printable
 from .checkpoint import Checkpoint, load_checkpoint, load_state_dict_strict
 from .data import BatchSplits, DataSpec, DataSplits, data_path, load_data, with_path
 from .data.normalization import parse_normalize
-from .imports import is_import_path
 from .losses import LossFn, get_loss
 from .models import build_model
 
@@ -160,6 +160,10 @@ def load_problem(
     splits = load_data(dspec, allow_import=data is not None)
     net = _build(ck, splits, dspec, path)
     net = net.to(device=dev, dtype=dtype)
+    if isinstance(splits, BatchSplits) and dtype != torch.float32:
+        splits.train = [move_batch(b, None, dtype) for b in splits.train]
+        splits.test = [move_batch(b, None, dtype) for b in splits.test]
+        splits.__post_init__()
     if isinstance(splits, DataSplits) and dtype != torch.float32:
         if splits.x_train.is_floating_point():  # token ids stay ids
             splits.x_train, splits.x_test = splits.x_train.to(dtype), splits.x_test.to(dtype)
@@ -180,7 +184,7 @@ def _locate(dspec: DataSpec, resolved: Any, path: Path) -> DataSpec:
     """The checkpoint's data spec naming a file that exists: its absolute path when saved,
     else the same relative path next to the checkpoint, else as given (working directory)."""
     rel = data_path(dspec.spec)
-    if rel is None or is_import_path(dspec.spec):
+    if rel is None:
         return dspec
     candidates = []
     if isinstance(resolved, str) and data_path(resolved) is not None:
