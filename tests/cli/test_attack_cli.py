@@ -98,6 +98,23 @@ def test_ctrl_c_while_importing_torch_is_one_line_exit_130(tmp_path):
     assert r.stdout == ""
 
 
+def _wait_until_importing_torch(proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Wait until the command has started loading torch's libraries: by then the interpreter
+    and the CLI are up, and sharpscope's own start-up handles the signal. (A signal during
+    the interpreter's own start-up, before any of sharpscope's code, kills Python itself.)"""
+    maps = Path(f"/proc/{proc.pid}/maps")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if "libtorch" in maps.read_text():
+                return
+        except OSError:
+            break
+        time.sleep(0.002)
+    if not maps.parent.exists():
+        time.sleep(0.3)  # no /proc (not Linux): the old guess
+
+
 def test_real_sigint_during_start_up_is_one_line_exit_130(tmp_path):
     proc = subprocess.Popen(
         [str(SCRIPT), "eigen", "missing.pt"],
@@ -107,7 +124,7 @@ def test_real_sigint_during_start_up_is_one_line_exit_130(tmp_path):
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    time.sleep(0.3)  # the interpreter is up; sharpscope is importing typer/torch
+    _wait_until_importing_torch(proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     if proc.returncode == 1 and err.startswith("error: no such file"):
