@@ -90,7 +90,9 @@ def test_info_prints_no_control_sequences(cli_runner, cli_app, hostile_ckpt):
     out = result.stdout
     assert _is_clean(out), repr(out)
     lines = out.splitlines()
-    assert len(lines) == 10  # one line per field: nothing split or overwritten a line
+    assert (
+        len(lines) == 11
+    )  # one line per field (normalize added by issue 15): nothing split or overwritten a line
     shown = {line[:13].strip(): line[13:] for line in lines}
     # names are cleaned; the kwargs dict is shown as Python writes it, escapes spelled out
     assert shown["model"] == "mlp {'hid\\x1b]0;owned\\x07': 'x\\u202ey'}"
