@@ -7,6 +7,15 @@ from typing import Any
 
 from .format import FLATTEST, format_value
 from .groups import group_markdown, group_table, verdict_text
+from .notes import (
+    FIGURE_GUIDE,
+    MODE_NOTE,
+    SEARCH_HEAD,
+    boundary_warnings,
+    curvature_note,
+    samples_text,
+    search_rows,
+)
 
 __all__ = ["summary_markdown", "summary_tables"]
 
@@ -63,13 +72,16 @@ def summary_markdown(report: Any) -> str:
     lines = [
         f"# sharpscope comparison: {', '.join(report.labels)}",
         "",
-        f"{len(report.labels)} checkpoint(s) probed on the same {s.get('probe_samples')} "
+        f"{len(report.labels)} checkpoint(s) probed on the same "
+        f"{samples_text(s.get('probe_samples'))} "
         f"training samples (seed {s['seed']}, {s['mode']} mode, rho {s['rho']:g}, "
         f"{s['directions_count']} shared filter-normalised directions).",
         "",
     ]
     for note in report.notes:
         lines += [f"> note: {note}", ""]
+    for warning in boundary_warnings(report):
+        lines += [f"> **warning**: {warning}", ""]
     if t["flatness"]["columns"]:
         lines += [
             "## Flatness (lower = flatter for every measure)",
@@ -81,6 +93,9 @@ def summary_markdown(report: Any) -> str:
             direction = "lower = flatter" if c["lower_is_flatter"] else "higher = flatter"
             lines.append(f"- **{c['title']}** ({direction}): {c['description']}.")
         lines.append("")
+        note = curvature_note(report)
+        if note:
+            lines += [note + ".", ""]
     # groups: mean and interval per group and a verdict per pair replace 'versus the first'
     lines += group_markdown(report) or _verdict_lines(report)
     for name, title, first in (
@@ -94,6 +109,22 @@ def summary_markdown(report: Any) -> str:
             for c in t[name]["columns"]:
                 lines.append(f"- **{c['title']}**: {c['description']}.")
             lines.append("")
+    rows = search_rows(report)
+    if rows:
+        lines += ["## Searches and their limits", "", *_rows_md(SEARCH_HEAD, rows), ""]
+    lines += _spectrum_lines(report)
+    lines += _figure_lines(report)
+    return "\n".join(lines)
+
+
+def _rows_md(head: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _spectrum_lines(report: Any) -> list[str]:
+    """Top eigenvalues and the SLQ trace (with its error over runs) of each checkpoint."""
+    lines: list[str] = []
     eig = [
         (label, report.details[label]["eigen"]["eigenvalues"])
         for label in report.labels
@@ -103,15 +134,48 @@ def summary_markdown(report: Any) -> str:
         lines += ["## Top Hessian eigenvalues", ""]
         for label, values in eig:
             lines.append(f"- {label}: " + ", ".join(format_value(v) for v in values))
+        lines += ["", f"{report.settings.get('mode', 'eval')} mode: {MODE_NOTE}", ""]
+    dens = [
+        (label, report.details[label]["density"])
+        for label in report.labels
+        if "density" in report.details.get(label, {})
+    ]
+    if dens:
+        lines += [
+            "## Hessian trace from the spectral density (SLQ, ± standard error over runs)",
+            "",
+        ]
+        for label, d in dens:
+            se = d.get("trace_stderr")
+            extra = "" if se is not None else " (one run: no error bar)"
+            lines.append(f"- {label}: {format_value(d.get('trace_estimate'), se)}{extra}")
         lines.append("")
-    figs = [(k, v) for k, v in report.files.items() if k.startswith("figure:")]
-    if figs:
-        lines += ["## Figures", ""]
-        for key, path in figs:
-            rel = Path(path).relative_to(report.out).as_posix()
-            lines.append(f"![{key.split(':', 1)[1]}]({rel})")
+    return lines
+
+
+def _figure_lines(report: Any) -> list[str]:
+    """Each figure once, with how to read it and links to its other formats."""
+    figs = [(k.split(":", 1)[1], v) for k, v in report.files.items() if k.startswith("figure:")]
+    if not figs:
+        return []
+    lines = ["## Figures", ""]
+    for name, path in figs:
+        rel = Path(path).relative_to(report.out).as_posix()
+        lines.append(f"![{name}]({rel})")
+        guide = FIGURE_GUIDE.get("plane_detail" if name.startswith("plane_") else name)
+        others = [
+            f"[{k.split(':', 1)[0].partition('_')[2].upper()}]"
+            f"({Path(v).relative_to(report.out).as_posix()})"
+            for k, v in report.files.items()
+            if k.startswith("figure_") and k.split(":", 1)[1] == name
+        ]
+        lines += [
+            "",
+            *([guide] if guide else []),
+            *(["Also: " + ", ".join(others)] if others else []),
+        ]
         lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def summary_tables(report: Any) -> str:
