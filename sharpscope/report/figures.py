@@ -104,6 +104,7 @@ def _fig_measures(report: Any, path: Path, opts: FigureOptions = DEFAULT_OPTIONS
                 )
     ax.axhline(1.0, color="black", lw=0.8, ls="--")
     ax.set_xticks(np.arange(len(keys)), [c["title"] for c in keys], rotation=20, ha="right")
+    ax.set_xlabel("flatness measure")
     ax.set_ylabel(f"value / {base['label']}'s value  (lower = flatter)")
     ax.set_title(f"Flatness measures relative to {base['label']}")
     _legend_outside(ax, title="checkpoint")
