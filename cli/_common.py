@@ -149,29 +149,26 @@ def _given_on_command_line(name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-def with_problem_options(fn: F) -> F:
-    """Run a command with its ``--loss`` and ``--normalize`` applied to every checkpoint it
-    loads (:func:`sharpscope.problem.problem.load_options`)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from sharpscope.problem.problem import load_options
-
-        explicit = _given_on_command_line("samples")
-        with load_options(
-            loss=kwargs.get("loss"), normalize=kwargs.get("normalize"), samples_notice=explicit
-        ):
-            return fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
 def problem_options(
-    *, model: str | None, model_kwargs: str | None, data: str | None
+    *,
+    model: str | None,
+    model_kwargs: str | None,
+    data: str | None,
+    loss: str | None = None,
+    normalize: str | None = None,
 ) -> dict[str, Any]:
-    """The keyword arguments ``model``, ``model_kwargs`` (parsed JSON) and ``data`` of the
-    checkpoint-level probes, from the common ``--model/--model-kwargs/--data`` options."""
-    return {"model": model, "model_kwargs": parse_json_dict(model_kwargs) or None, "data": data}
+    """The keyword arguments of the checkpoint-level probes that say how to load the
+    checkpoint: ``model``, ``model_kwargs`` (parsed JSON), ``data``, ``loss``,
+    ``normalize``, and ``samples_notice`` (whether ``--samples`` was typed, so that a
+    count above the split's size gets a one-line notice)."""
+    return {
+        "model": model,
+        "model_kwargs": parse_json_dict(model_kwargs) or None,
+        "data": data,
+        "loss": loss,
+        "normalize": normalize,
+        "samples_notice": _given_on_command_line("samples"),
+    }
 
 
 def parse_bytes(text: str | None, *, option: str = "--max-memory") -> int | str | None:
@@ -532,12 +529,10 @@ def load_cli_problem(
 
     return load_problem(
         checkpoint,
-        model=model,
-        model_kwargs=parse_json_dict(model_kwargs) or None,
-        data=data,
-        loss=loss,
-        normalize=normalize,
         device=device,
+        **problem_options(
+            model=model, model_kwargs=model_kwargs, data=data, loss=loss, normalize=normalize
+        ),
     )
 
 

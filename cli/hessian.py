@@ -33,7 +33,6 @@ from ._common import (
     handles_errors,
     parse_bytes,
     problem_options,
-    with_problem_options,
 )
 from ._common import ProbeSamplesOpt as SamplesOpt
 
@@ -162,7 +161,6 @@ def _print_eigen(out: dict[str, Any]) -> None:
 
 
 @handles_errors
-@with_problem_options
 def eigen(
     checkpoint: PathArg,
     top_k: TopKOpt = 5,
@@ -220,7 +218,9 @@ def eigen(
         compare_pyhessian=compare_pyhessian,
         plot=plot,
         quiet=quiet,
-        **problem_options(model=model, model_kwargs=model_kwargs, data=data),
+        **problem_options(
+            model=model, model_kwargs=model_kwargs, data=data, loss=loss, normalize=normalize
+        ),
     )
     emit_json(json_out, out)
     if not (quiet or _stdout_json(json_out)):
@@ -247,7 +247,6 @@ def _print_trace(out: dict[str, Any]) -> None:
 
 
 @handles_errors
-@with_problem_options
 def trace(
     checkpoint: PathArg,
     method: MethodOpt = "hutchinson",
@@ -292,7 +291,9 @@ def trace(
         compare_pyhessian=compare_pyhessian,
         plot=plot,
         quiet=quiet,
-        **problem_options(model=model, model_kwargs=model_kwargs, data=data),
+        **problem_options(
+            model=model, model_kwargs=model_kwargs, data=data, loss=loss, normalize=normalize
+        ),
     )
     emit_json(json_out, out)
     if not (quiet or _stdout_json(json_out)):
@@ -300,7 +301,6 @@ def trace(
 
 
 @handles_errors
-@with_problem_options
 def esd(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint file.")],
     runs: Annotated[
@@ -356,7 +356,9 @@ def esd(
         plot=plot,
         html=html,
         quiet=quiet,
-        **problem_options(model=model, model_kwargs=model_kwargs, data=data),
+        **problem_options(
+            model=model, model_kwargs=model_kwargs, data=data, loss=loss, normalize=normalize
+        ),
     )
     emit_json(json_out, out)
     if quiet or _stdout_json(json_out):

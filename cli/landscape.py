@@ -24,7 +24,6 @@ from ._common import (
     emit_json,
     handles_errors,
     load_cli_problem,
-    with_problem_options,
 )
 from .landscape_options import (
     ChunkSizeOpt,
@@ -387,6 +386,6 @@ def _check_run_dir(run_dir: Path, xrange: str | None, yrange: str | None) -> Pat
 
 def register(app: typer.Typer) -> None:
     """Add ``slice``, ``interpolate`` and ``trajectory`` to the application."""
-    app.command("slice")(handles_errors(with_problem_options(slice_cmd)))
-    app.command("interpolate")(handles_errors(with_problem_options(interpolate_cmd)))
-    app.command("trajectory")(handles_errors(with_problem_options(trajectory_cmd)))
+    app.command("slice")(handles_errors(slice_cmd))
+    app.command("interpolate")(handles_errors(interpolate_cmd))
+    app.command("trajectory")(handles_errors(trajectory_cmd))

@@ -22,8 +22,7 @@ from ._common import (
     distributed_setup,
     emit_json,
     handles_errors,
-    parse_json_dict,
-    with_problem_options,
+    problem_options,
 )
 
 CheckpointArg = Annotated[
@@ -125,7 +124,6 @@ def _check_json(json_out: Path | None) -> None:
 
 
 @handles_errors
-@with_problem_options
 def plane(
     checkpoint: CheckpointArg,
     rho: Annotated[float, typer.Option("--rho", help="XSAM's ascent radius.")] = 0.05,
@@ -207,10 +205,10 @@ def plane(
         restarts=restarts,
         params=params,
         seed=seed,
-        model=model,
-        model_kwargs=parse_json_dict(model_kwargs) or None,
-        data=data,
         device=device,
+        **problem_options(
+            model=model, model_kwargs=model_kwargs, data=data, loss=loss, normalize=normalize
+        ),
         quiet=quiet or _to_stdout(json_out),
     )
     emit_json(json_out, out)
@@ -220,7 +218,6 @@ def plane(
 
 
 @handles_errors
-@with_problem_options
 def sharpness_cmd(
     checkpoint: CheckpointArg,
     measure: Annotated[
@@ -282,10 +279,10 @@ def sharpness_cmd(
         split=split,
         params=params,
         seed=seed,
-        model=model,
-        model_kwargs=parse_json_dict(model_kwargs) or None,
-        data=data,
         device=device,
+        **problem_options(
+            model=model, model_kwargs=model_kwargs, data=data, loss=loss, normalize=normalize
+        ),
         quiet=quiet or _to_stdout(json_out),
     )
     emit_json(json_out, out)

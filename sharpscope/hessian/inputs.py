@@ -84,14 +84,21 @@ def load_probe_problem(
     model: str | None = None,
     model_kwargs: dict | None = None,
     data: str | None = None,
+    loss: str | None = None,
+    normalize: str | None = None,
+    samples_notice: bool = False,
     device: str = "auto",
 ) -> Any:
-    """The :class:`~sharpscope.problem.Problem` of a checkpoint file (one line if it is missing)."""
+    """The :class:`~sharpscope.problem.Problem` of a checkpoint file (one line if it is
+    missing); the keywords as in :func:`~sharpscope.problem.load_problem`."""
     from ..problem import load_problem
 
     if not Path(path).exists():
         raise SharpscopeError(f"no such file: {path}")
-    return load_problem(path, model=model, model_kwargs=model_kwargs, data=data, device=device)
+    return load_problem(
+        path, model=model, model_kwargs=model_kwargs, data=data, loss=loss,
+        normalize=normalize, samples_notice=samples_notice, device=device,
+    )  # fmt: skip
 
 
 def probe_inputs(
@@ -104,7 +111,8 @@ def probe_inputs(
     mode: str,
     **load: Any,
 ) -> tuple[Any, list[tuple[Any, Any]]]:
-    """The checked problem and probe batches of a checkpoint (``load``: model, data, device)."""
+    """The checked problem and probe batches of a checkpoint (``load``: the keywords of
+    :func:`load_probe_problem`: model, model_kwargs, data, loss, normalize, device...)."""
     problem = load_probe_problem(Path(path), **load)
     batches = problem_batches(
         problem, samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed

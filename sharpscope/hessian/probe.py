@@ -67,6 +67,17 @@ def _run_folder(
         return probe_over_training(path, what=what, settings=settings, plot=plot, **load)
 
 
+def _folder_options(path: Path, *, loss: str | None, normalize: str | None) -> None:
+    """A run folder's epochs are probed with their own loss and normalisation (the probe
+    over training does not take others yet): refuse ``--loss``/``--normalize`` in one line."""
+    given = [o for o, v in (("--loss", loss), ("--normalize", normalize)) if v is not None]
+    if given:
+        raise SharpscopeError(
+            f"{' and '.join(given)} need one checkpoint file, not the run folder {path} "
+            "(its epochs are probed with their own loss and normalisation)"
+        )
+
+
 def _data_settings(
     *,
     samples: int | None,
@@ -113,6 +124,9 @@ def probe_eigen(
     model: str | None = None,
     model_kwargs: dict | None = None,
     data: str | None = None,
+    loss: str | None = None,
+    normalize: str | None = None,
+    samples_notice: bool = False,
     plot: str | Path | None = None,
     quiet: bool = True,
 ) -> dict[str, Any]:
@@ -129,6 +143,7 @@ def probe_eigen(
     _check_plot_path(plot)
     path = Path(path)
     load = dict(model=model, model_kwargs=model_kwargs, data=data, device=device)
+    opts = dict(loss=loss, normalize=normalize, samples_notice=samples_notice)
     data_kw = dict(samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed)
     kw = dict(which=which, mode=mode, tol=tol, stop=stop, max_products=max_products,
               max_memory=max_memory, check_determinism=check_determinism, backend=backend,
@@ -139,6 +154,7 @@ def probe_eigen(
                 "--save-vectors, --per-layer and --compare-pyhessian need one checkpoint file, "
                 f"not the run folder {path}"
             )
+        _folder_options(path, loss=loss, normalize=normalize)
         settings = dict(k=k, which=which, tol=tol, **_data_settings(
             mode=mode, params=params, backend=backend, **data_kw))  # fmt: skip
         if stop != "auto":  # the default keeps the caches written before --stop existed
@@ -146,7 +162,7 @@ def probe_eigen(
         return _run_folder(path, "eigen", settings, plot=plot, quiet=quiet,
                            check_determinism=check_determinism, max_memory=max_memory,
                            **load)  # fmt: skip
-    problem, batches = probe_inputs(path, mode=mode, **data_kw, **load)
+    problem, batches = probe_inputs(path, mode=mode, **data_kw, **load, **opts)
     res = hessian_eigenvalues(
         problem.model,
         problem.loss_fn,
@@ -227,6 +243,9 @@ def probe_trace(
     model: str | None = None,
     model_kwargs: dict | None = None,
     data: str | None = None,
+    loss: str | None = None,
+    normalize: str | None = None,
+    samples_notice: bool = False,
     plot: str | Path | None = None,
     quiet: bool = True,
 ) -> dict[str, Any]:
@@ -244,18 +263,20 @@ def probe_trace(
             "checkpoint, whose trace is one number (use 'sharpscope esd --plot' for its spectrum)"
         )
     load = dict(model=model, model_kwargs=model_kwargs, data=data, device=device)
+    opts = dict(loss=loss, normalize=normalize, samples_notice=samples_notice)
     data_kw = dict(samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed)
     if path.is_dir():
         if compare_pyhessian:
             raise SharpscopeError(
                 f"--compare-pyhessian needs one checkpoint file, not the run folder {path}"
             )
+        _folder_options(path, loss=loss, normalize=normalize)
         settings = dict(method=method, probes=probes, **_data_settings(
             mode=mode, params=params, backend=backend, **data_kw))  # fmt: skip
         return _run_folder(path, "trace", settings, plot=plot, quiet=quiet,
                            check_determinism=check_determinism, max_memory=max_memory,
                            **load)  # fmt: skip
-    problem, batches = probe_inputs(path, mode=mode, **data_kw, **load)
+    problem, batches = probe_inputs(path, mode=mode, **data_kw, **load, **opts)
     res = hessian_trace(
         problem.model,
         problem.loss_fn,
@@ -300,6 +321,9 @@ def probe_esd(
     model: str | None = None,
     model_kwargs: dict | None = None,
     data: str | None = None,
+    loss: str | None = None,
+    normalize: str | None = None,
+    samples_notice: bool = False,
     quiet: bool = True,
 ) -> dict[str, Any]:
     """Hessian spectral density (SLQ) of a checkpoint, optionally plotted (PNG/PDF) and as HTML."""
@@ -317,7 +341,8 @@ def probe_esd(
     t0 = time.perf_counter()
     problem, batches = probe_inputs(
         Path(path), samples=samples, batch_size=batch_size, batch_only=batch_only, seed=seed,
-        mode=mode, model=model, model_kwargs=model_kwargs, data=data, device=device,
+        mode=mode, model=model, model_kwargs=model_kwargs, data=data, loss=loss,
+        normalize=normalize, samples_notice=samples_notice, device=device,
     )  # fmt: skip
     res = spectral_density(
         problem.model,

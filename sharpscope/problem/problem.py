@@ -8,11 +8,8 @@ from any ``nn.Module`` and tensors, or skip it and pass batches to the probes.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,28 +27,7 @@ from .data.normalization import parse_normalize
 from .losses import LossFn, get_loss
 from .models import build_model
 
-__all__ = ["Problem", "load_problem", "check_comparable", "load_options"]
-
-#: ``loss``/``normalize`` for the :func:`load_problem` calls inside :func:`load_options`
-_OPTIONS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
-    "sharpscope_load_options", default=None
-)
-
-
-@contextlib.contextmanager
-def load_options(
-    *, loss: str | None = None, normalize: bool | str | None = None, samples_notice: bool = False
-) -> Iterator[None]:
-    """Within this block, :func:`load_problem` calls that do not pass ``loss`` or
-    ``normalize`` themselves use these (how the command line's ``--loss`` and
-    ``--normalize`` reach the probes that load a checkpoint by path). ``samples_notice``:
-    :meth:`Problem.batches` says in one line when ``samples`` exceeds the data (the user
-    asked for that many)."""
-    token = _OPTIONS.set({"loss": loss, "normalize": normalize, "notice": samples_notice})
-    try:
-        yield
-    finally:
-        _OPTIONS.reset(token)
+__all__ = ["Problem", "load_problem", "check_comparable"]
 
 
 @dataclass
@@ -65,6 +41,8 @@ class Problem:
     checkpoint: Checkpoint | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     label: str = "model"
+    #: say in one line when ``samples`` exceeds the split (the user typed ``--samples``)
+    samples_notice: bool = False
 
     def batches(
         self,
@@ -77,9 +55,9 @@ class Problem:
         """The chosen split (seeded subset of ``samples``) in batches on the problem's device.
 
         ``samples`` larger than the split uses all of it (with a one-line notice on stderr
-        inside ``load_options(samples_notice=True)``).
+        when :attr:`samples_notice` is set).
         """
-        if samples is not None and (_OPTIONS.get() or {}).get("notice"):
+        if samples is not None and self.samples_notice:
             have = self.data.count(split)
             if samples > have:
                 print(
@@ -116,6 +94,7 @@ def load_problem(
     normalize: bool | str | None = None,
     device: str | torch.device = "auto",
     dtype: torch.dtype = torch.float32,
+    samples_notice: bool = False,
 ) -> Problem:
     """Load a checkpoint (sharpscope format or plain state dict) into a :class:`Problem`.
 
@@ -132,6 +111,8 @@ def load_problem(
             recomputed from its data, as before), the data as stored for a plain state dict.
         device: ``auto``, ``cpu``, ``cuda``...
         dtype: parameter and input dtype (``torch.float64`` for exact checks).
+        samples_notice: :meth:`Problem.batches` says in one line when ``samples``
+            exceeds the split (the command line sets it when ``--samples`` was typed).
 
     Nothing read from the file is imported or called: a model, data factory or loss the
     checkpoint names by import path is refused with one line saying to pass it
@@ -139,9 +120,6 @@ def load_problem(
     relative path is looked for at its absolute path when saved, then next to the
     checkpoint, then from the working directory.
     """
-    opts = _OPTIONS.get() or {}
-    loss = loss if loss is not None else opts.get("loss")
-    normalize = normalize if normalize is not None else opts.get("normalize")
     dev = resolve_device(device)
     ck = load_checkpoint(path, model=model, model_kwargs=model_kwargs, data=data)
     ck.check_model()  # before any data is read: an import path must come from the caller
@@ -177,6 +155,7 @@ def load_problem(
         label=Path(path).stem
         if Path(path).stem not in ("final", "last")
         else Path(path).parent.name or Path(path).stem,
+        samples_notice=samples_notice,
     )
 
 
@@ -243,6 +222,13 @@ def check_comparable(problems: list[Problem], *, allow_mismatch: bool = False) -
                 f"{printable(b.get('name'))} {printable(b.get('kwargs'))} "
                 "(use --allow-mismatch to compare anyway)"
             )
+        na, nb = _normalization(first), _normalization(p)
+        if na != nb:
+            raise CheckpointError(
+                f"checkpoints are not comparable: {first.label} is probed with normalisation "
+                f"{printable(na)}, {p.label} with {printable(nb)} "
+                "(use --allow-mismatch to compare anyway)"
+            )
         sa, sb = first.model.state_dict(), p.model.state_dict()
         shapes_a = {k: tuple(v.shape) for k, v in sa.items()}
         shapes_b = {k: tuple(v.shape) for k, v in sb.items()}
@@ -251,9 +237,33 @@ def check_comparable(problems: list[Problem], *, allow_mismatch: bool = False) -
                 f"checkpoints are not comparable: {first.label} and {p.label} have different parameter shapes "
                 "(use --allow-mismatch to compare anyway)"
             )
+        na, nb = _normalization(first), _normalization(p)
+        if na != nb:
+            raise CheckpointError(
+                f"checkpoints are not comparable: {first.label} is probed with normalisation "
+                f"{printable(na)}, {p.label} with {printable(nb)} "
+                "(use --allow-mismatch to compare anyway)"
+            )
         if first.data.spec.spec != p.data.spec.spec:
             raise CheckpointError(
                 f"checkpoints are not comparable: {first.label} was trained on "
                 f"'{printable(first.data.spec.spec)}', {p.label} on '{printable(p.data.spec.spec)}' "
                 "(use --allow-mismatch to compare anyway)"
             )
+        na, nb = _normalization(first), _normalization(p)
+        if na != nb:
+            raise CheckpointError(
+                f"checkpoints are not comparable: {first.label} is probed with normalisation "
+                f"{printable(na)}, {p.label} with {printable(nb)} "
+                "(use --allow-mismatch to compare anyway)"
+            )
+
+
+def _normalization(problem: Problem) -> Any:
+    """What a problem's inputs are normalised with (kind and numbers), for comparisons."""
+    rec = problem.describe()["normalization"] or {}
+    out: dict[str, Any] = {"mode": rec.get("mode", "none")}
+    for key in ("mean", "std"):
+        if rec.get(key) is not None:
+            out[key] = [round(float(v), 6) for v in rec[key]]
+    return out

@@ -35,6 +35,9 @@ def probe_plane(
     model: str | None = None,
     model_kwargs: dict[str, Any] | None = None,
     data: str | None = None,
+    loss: str | None = None,
+    normalize: str | None = None,
+    samples_notice: bool = False,
     device: str = "auto",
     quiet: bool = True,
 ) -> dict[str, Any]:
@@ -61,8 +64,9 @@ def probe_plane(
     check_writable(out / "plane.json", what="output")
     with folder_lock(out, command="plane"):
         problem = load_problem(
-            path, model=model, model_kwargs=model_kwargs, data=data, device=device
-        )
+            path, model=model, model_kwargs=model_kwargs, data=data, loss=loss,
+            normalize=normalize, samples_notice=samples_notice, device=device,
+        )  # fmt: skip
         batches = problem.batches("train", batch_size, samples=samples or None, seed=seed)
         result = xsam_plane(
             problem.model,

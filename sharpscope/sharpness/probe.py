@@ -31,6 +31,9 @@ def probe_sharpness(
     model: str | None = None,
     model_kwargs: dict[str, Any] | None = None,
     data: str | None = None,
+    loss: str | None = None,
+    normalize: str | None = None,
+    samples_notice: bool = False,
     device: str = "auto",
     quiet: bool = True,
 ) -> dict[str, Any]:
@@ -52,7 +55,10 @@ def probe_sharpness(
         raise SharpscopeError(f"samples must be 0 (all) or more, got {samples}")
     if batch_size < 1:
         raise SharpscopeError(f"batch size must be at least 1, got {batch_size}")
-    problem = load_problem(path, model=model, model_kwargs=model_kwargs, data=data, device=device)
+    problem = load_problem(
+        path, model=model, model_kwargs=model_kwargs, data=data, loss=loss,
+        normalize=normalize, samples_notice=samples_notice, device=device,
+    )  # fmt: skip
     batches = problem.batches(split, batch_size, samples=samples or None, seed=seed)
     res = sharpness(
         problem.model,
