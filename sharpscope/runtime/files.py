@@ -295,6 +295,7 @@ def folder_lock(folder: str | os.PathLike, *, command: str = "sharpscope") -> It
     if not _writes_files():
         yield folder
         return
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:
@@ -319,6 +320,9 @@ def folder_lock(folder: str | os.PathLike, *, command: str = "sharpscope") -> It
         _HELD.pop(key, None)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock)
+        if created:  # a command that failed before writing leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when the folder is empty
 
 
 def check_writable(path: str | os.PathLike, *, what: str = "output") -> Path:
