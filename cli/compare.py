@@ -8,14 +8,20 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import (
+    DataOpt,
     DeviceOpt,
     JsonOpt,
+    LossOpt,
+    ModelKwargsOpt,
+    ModelOpt,
     ModeOpt,
+    NormalizeOpt,
     QuietOpt,
     SeedOpt,
     distributed_setup,
     emit_json,
     handles_errors,
+    parse_json_dict,
 )
 
 CheckpointsArg = Annotated[
@@ -70,6 +76,29 @@ QuickOpt = Annotated[
 FiguresDirOpt = Annotated[
     Optional[Path], typer.Option("--figures-dir", help="Copy the README figures into this folder.")
 ]
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="Figure file formats, comma-separated: png, pdf, svg (PNG is always written).",
+    ),
+]
+ColorScaleOpt = Annotated[
+    str,
+    typer.Option(
+        "--color-scale",
+        help="2D panels: rise (one log scale of each model's rise above its own minimum), "
+        "panel (each panel its own log scale) or shared (one linear scale of the loss).",
+    ),
+]
+TaskOpt = Annotated[
+    str,
+    typer.Option(
+        "--task",
+        help="image: SGD, SAM, XSAM on digits (MLP); text: AdamW, SAM, XSAM on the bundled "
+        "corpus (small Transformer, warmup + cosine).",
+    ),
+]
 DemoForceOpt = Annotated[bool, typer.Option("--force", help="Retrain and recompute everything.")]
 
 
@@ -101,6 +130,13 @@ def compare_cmd(
     probes: ProbesOpt = None,
     seed: SeedOpt = 0,
     mode: ModeOpt = "eval",
+    model: ModelOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    data: DataOpt = None,
+    loss: LossOpt = None,
+    normalize: NormalizeOpt = None,
+    figure_format: FormatOpt = "png,pdf",
+    color_scale: ColorScaleOpt = "rise",
     allow_mismatch: AllowMismatchOpt = False,
     force: CompareForceOpt = False,
     device: DeviceOpt = "auto",
@@ -133,6 +169,13 @@ def compare_cmd(
             device=device,
             quiet=quiet,
             probes=probes.split(",") if probes is not None else None,
+            model=model,
+            model_kwargs=parse_json_dict(model_kwargs) or None,
+            data=data,
+            loss=loss,
+            normalize=normalize,
+            formats=figure_format,
+            color_scale=color_scale,
         )
     for note in report.notes:
         typer.echo(f"warning: {note}", err=True)
@@ -142,18 +185,30 @@ def compare_cmd(
 @handles_errors
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Demo folder.")] = Path("runs/demo"),
+    task: TaskOpt = "image",
     quick: QuickOpt = False,
+    figure_format: FormatOpt = "png,pdf",
+    color_scale: ColorScaleOpt = "rise",
     figures_dir: FiguresDirOpt = None,
     force: DemoForceOpt = False,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train SGD, SAM and XSAM (several seeds each) on digits and compare their minima."""
+    """Train SGD, SAM and XSAM (several seeds each) on digits, or (--task text) AdamW, SAM
+    and XSAM on the bundled text corpus, and compare their minima."""
     from sharpscope.demo import run_demo
 
     report = run_demo(
-        out=out, quick=quick, device=device, quiet=quiet, figures_dir=figures_dir, force=force
+        out=out,
+        task=task,
+        quick=quick,
+        device=device,
+        quiet=quiet,
+        figures_dir=figures_dir,
+        force=force,
+        formats=figure_format,
+        color_scale=color_scale,
     )
     for note in report.notes:
         typer.echo(f"warning: {note}", err=True)

@@ -262,7 +262,11 @@ def probe_interpolation(
     }
 
 
-def probe_over_training(run: Path, s: dict[str, Any], device: str) -> dict[str, Any]:
+def probe_over_training(
+    run: Path, s: dict[str, Any], device: str, load: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``lambda_max`` of every epoch checkpoint of ``run``; ``load``: how each is loaded
+    (:func:`~sharpscope.problem.load_problem`'s keywords)."""
     from ..hessian import probe_over_training as hessian_over_training
 
     settings = dict(
@@ -277,7 +281,9 @@ def probe_over_training(run: Path, s: dict[str, Any], device: str) -> dict[str, 
         backend="auto",
         seed=s["seed"],
     )
-    res = hessian_over_training(run, what="eigen", settings=settings, device=device, quiet=True)
+    res = hessian_over_training(
+        run, what="eigen", settings=settings, device=device, quiet=True, **(load or {})
+    )
     epochs = [int(r["epoch"]) for r in res["epochs"]]
     lam = [float(max(r["eigenvalues"])) for r in res["epochs"]]
     lrs = [r.get("lr") for r in res["epochs"]]

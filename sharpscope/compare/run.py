@@ -18,6 +18,8 @@ from typing import Any
 from .._cache import Damaged
 from ..distributed import current, is_main
 from ..errors import CheckpointError, SharpscopeError
+from ..report.format import FigureOptions
+from ..runtime.batches import sample_count
 from ..utils import atomic_write_json, check_writable, folder_lock, progress
 from . import probes as P
 from .cache import (
@@ -66,6 +68,13 @@ def compare(
     device: str = "auto",
     quiet: bool = False,
     probes: Sequence[str] | None = None,
+    model: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    data: str | None = None,
+    loss: str | None = None,
+    normalize: bool | str | None = None,
+    formats: str | Sequence[str] = ("png", "pdf"),
+    color_scale: str = "rise",
 ) -> ComparisonReport:
     """Compare the minima of several checkpoints with every sharpscope probe.
 
@@ -88,6 +97,11 @@ def compare(
         device: ``auto``, ``cpu``, ``cuda``...
         quiet: no progress bar.
         probes: the probes to run (default: all of :data:`PROBES`).
+        model, model_kwargs, data, loss, normalize: how every checkpoint is loaded, as
+            in :func:`~sharpscope.problem.load_problem` (default: each checkpoint's own;
+            a plain state dict needs ``model`` and ``data``); part of the settings.
+        formats, color_scale: the figures' file formats and the colour scale of the 2D
+            panels (:class:`~sharpscope.report.FigureOptions`); they change no number.
 
     Returns the :class:`ComparisonReport` (also written to ``out``). Raises
     :class:`SharpscopeError` for no checkpoints, missing files, checkpoints that are not
@@ -112,7 +126,13 @@ def compare(
         average_draws=average_draws,
         plane_range=plane_range,
         interp_range=interp_range,
+        model=model,
+        model_kwargs=model_kwargs,
+        data=data,
+        loss=loss,
+        normalize=normalize,
     )
+    figures = FigureOptions(formats=formats, color_scale=color_scale)
     spec = group_spec(checkpoints)
     inputs, groups = (
         resolve_groups(spec) if spec is not None else (resolve_inputs(checkpoints), None)
@@ -129,6 +149,8 @@ def compare(
                 inputs,
                 out=out,
                 settings=settings.to_dict(),
+                load=settings.problem_options(),
+                figures=figures,
                 chosen=chosen,
                 groups=groups,
                 allow_mismatch=allow_mismatch,
@@ -162,6 +184,7 @@ class _Job:
     directions_fp: str = ""
     resolved: dict[str, list] = field(default_factory=dict)
     group_index: dict[str, list[int]] | None = None  # group -> indices into inputs
+    load: dict[str, Any] = field(default_factory=dict)  # load_problem's keywords
     groups: dict[str, list[str]] = field(default_factory=dict)  # group -> member labels
 
 
@@ -176,6 +199,8 @@ def _compare_locked(
     *,
     out: Path,
     settings: dict[str, Any],
+    load: dict[str, Any],
+    figures: FigureOptions,
     chosen: list[str],
     groups: dict[str, list[int]] | None = None,
     allow_mismatch: bool,
@@ -189,7 +214,7 @@ def _compare_locked(
 
     if not force:
         _on_main(lambda: check_settings_file(out, settings))
-    job = _Job(out, settings, chosen, inputs, resolve_device(device), group_index=groups)
+    job = _Job(out, settings, chosen, inputs, resolve_device(device), group_index=groups, load=load)
     _load_problems(job, allow_mismatch=allow_mismatch)
     if force:  # everything is validated: only now is the old report replaced
         _on_main(lambda: clear_report(out))
@@ -203,7 +228,7 @@ def _compare_locked(
     report.settings["reused_probes"] = int(reused)
     report.settings["computed_probes"] = len(tasks) - int(reused)
     if is_main():  # distributed runs: rank 0 draws and writes the report
-        write_report(report)
+        write_report(report, figures)
     return report
 
 
@@ -212,7 +237,9 @@ def _load_problems(job: _Job, *, allow_mismatch: bool) -> None:
     from ..problem import check_comparable, load_problem
 
     s = job.settings
-    job.problems = [load_problem(rec["checkpoint"], device=job.device) for rec in job.inputs]
+    job.problems = [
+        load_problem(rec["checkpoint"], device=job.device, **job.load) for rec in job.inputs
+    ]
     job.labels = unique_labels([rec["name"] for rec in job.inputs])
     for p, label in zip(job.problems, job.labels, strict=True):
         p.label = label
@@ -314,8 +341,8 @@ def _run_tasks(
 def _run_pair(job: _Job, a: Any, b: Any) -> tuple[dict[str, Any], bool]:
     """The interpolation path from ``a`` to ``b`` (cached under ``cache/pairs/A__B``)."""
     s, fa, fb = job.settings, job.fingerprints[a.label], job.fingerprints[b.label]
-    keys = ("samples", "batch_size", "seed", "mode", "interp_range")
-    key = {"probe": "interpolation", "a": fa, "b": fb, **{k: s[k] for k in keys}}
+    keys = ("samples", "batch_size", "seed", "mode", "interp_range", "problem")
+    key = {"probe": "interpolation", "a": fa, "b": fb, **{k: s[k] for k in keys if k in s}}
     sub = job.out / "cache" / "pairs" / f"{a.label}__{b.label}"
     claim(sub, {"a": fa, "b": fb})
 
@@ -343,7 +370,7 @@ def _compute(job: _Job, probe: str, p: Any, folder: Path) -> Any:
     if probe == "plane":
         return lambda: P.probe_plane(p, batches, s, folder / "plane")
     if probe == "over_training":
-        return lambda: P.probe_over_training(job.runs[p.label], s, str(job.device))
+        return lambda: P.probe_over_training(job.runs[p.label], s, str(job.device), job.load)
     fn = {
         "eigen": P.probe_eigen,
         "trace": P.probe_trace,
@@ -397,7 +424,7 @@ def _assemble(
         environment=environment(job.device),
     )
     batches = job.batches[job.labels[0]]
-    report.settings["probe_samples"] = int(sum(len(b[1]) for b in batches))
+    report.settings["probe_samples"] = sample_count(batches)  # any batch structure
     if job.group_index is not None:
         report.groups = job.groups
         report.group_stats = group_statistics(tables, job.groups, seed=job.settings["seed"])

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import SharpscopeError
 from ..utils import parse_range
 
-__all__ = ["PROBES", "CompareSettings", "choose_probes"]
+__all__ = ["PROBES", "PROBLEM_OPTIONS", "CompareSettings", "choose_probes"]
 
 PROBES = (
     "metrics",
@@ -84,6 +84,27 @@ _COUNTS = (
 )
 
 
+PROBLEM_OPTIONS = ("model", "model_kwargs", "data", "loss", "normalize")
+
+
+def _check_problem_options(s: Any) -> None:
+    """The loading options' types (their values are checked when the checkpoints load)."""
+    for name in ("model", "data", "loss"):
+        value = getattr(s, name)
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            raise SharpscopeError(f"{name} must be a name or 'package.module:name', got {value!r}")
+    if s.model_kwargs is not None and not isinstance(s.model_kwargs, dict):
+        raise SharpscopeError(
+            f"model_kwargs must be a dict of keyword arguments, got {s.model_kwargs!r}"
+        )
+    if s.normalize is not None and not isinstance(s.normalize, (bool, str)):
+        raise SharpscopeError(
+            f"normalize must be none, standard, MEAN,STD or M1,../S1,.., got {s.normalize!r}"
+        )
+    if s.model_kwargs == {}:
+        object.__setattr__(s, "model_kwargs", None)
+
+
 @dataclass(frozen=True)
 class CompareSettings:
     """Every setting that defines a comparison's numbers (validated on creation).
@@ -109,6 +130,10 @@ class CompareSettings:
         average_draws: noise draws of the average case.
         plane_range: XSAM plane grid (absolute distances; default ``+-5 rho``, 21 points).
         interp_range: coordinates ``t`` of the interpolation paths (0 = first, 1 = second).
+        model, model_kwargs, data, loss, normalize: how every checkpoint is loaded
+            (:func:`~sharpscope.problem.load_problem`'s keywords; ``None``: the
+            checkpoint's own). They define the numbers, so they are part of the settings
+            (and of every cache key) when given.
     """
 
     samples: int | None = 4096
@@ -128,9 +153,15 @@ class CompareSettings:
     average_draws: int = 64
     plane_range: Any = None
     interp_range: Any = (-0.5, 1.5, 41)
+    model: str | None = None
+    model_kwargs: dict[str, Any] | None = None
+    data: str | None = None
+    loss: str | None = None
+    normalize: bool | str | None = None
 
     def __post_init__(self) -> None:
         mode, samples, rho = self.mode, self.samples, self.rho
+        _check_problem_options(self)
         if mode not in ("eval", "train"):
             raise SharpscopeError(f"mode must be eval or train, got {mode!r}")
         if samples is not None and (isinstance(samples, bool) or samples < 0):
@@ -154,8 +185,17 @@ class CompareSettings:
         for key, value in fixed.items():
             object.__setattr__(self, key, value)
 
+    def problem_options(self) -> dict[str, Any]:
+        """The keywords of :func:`~sharpscope.problem.load_problem` that were given."""
+        return {k: getattr(self, k) for k in PROBLEM_OPTIONS if getattr(self, k) is not None}
+
     def to_dict(self) -> dict[str, Any]:
-        """The settings as ``settings.json`` (and every cache key) holds them."""
+        """The settings as ``settings.json`` (and every cache key) holds them.
+
+        The loading options appear (under ``"problem"``) only when given, so a report
+        folder written before they existed keeps matching its settings.
+        """
+        extra = {"problem": self.problem_options()} if self.problem_options() else {}
         return {
             "samples": self.samples,
             "batch_size": self.batch_size,
@@ -175,4 +215,5 @@ class CompareSettings:
             "worst_restarts": self.worst_restarts,
             "average_draws": self.average_draws,
             "directions": {"kind": "random", "norm": "filter", "ignore": "biasbn"},
+            **extra,
         }
