@@ -38,7 +38,9 @@ DataOpt = Annotated[
     str,
     typer.Option(
         "--data",
-        help="digits, synthetic, mnist:DIR, cifar10:DIR, cifar100:DIR, tensors:FILE, folder:DIR.",
+        help="digits, synthetic, mnist:DIR, cifar10:DIR, cifar100:DIR, tensors:FILE, folder:DIR, "
+        "text, textfile:PATH or 'package.module:factory[?key=value&...]' returning "
+        "(train, test).",
     ),
 ]
 SamplesOpt = Annotated[
@@ -47,6 +49,24 @@ SamplesOpt = Annotated[
         "--samples",
         help="Train on a seeded subset of this many training samples "
         "(default or 0: all, as in the probes).",
+    ),
+]
+LossOpt = Annotated[
+    str,
+    typer.Option(
+        "--loss",
+        help="Loss: cross_entropy, sequence_cross_entropy, mse, or 'package.module:fn' with "
+        "fn(output, batch) -> mean loss (recorded by name; probes import it only when given "
+        "--loss again).",
+    ),
+]
+NormalizeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--normalize",
+        help="Input normalisation: none (the data as stored), standard (per channel, from the "
+        "training split), MEAN,STD or per-channel M1,M2,../S1,S2,.. Default: standard "
+        "(or the spec's ?normalize=); batches from a data factory are never normalised.",
     ),
 ]
 OptimizerOpt = Annotated[str, typer.Option("--optimizer", help="sgd, sam, asam or xsam.")]
@@ -173,6 +193,8 @@ def train_cmd(
     model_kwargs: ModelKwargsOpt = None,
     data: DataOpt = "digits",
     samples: SamplesOpt = None,
+    loss: LossOpt = "cross_entropy",
+    normalize: NormalizeOpt = None,
     optimizer: OptimizerOpt = "sgd",
     base: BaseOpt = "sgd",
     lr: LrOpt = 0.1,

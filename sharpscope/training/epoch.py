@@ -12,14 +12,25 @@ import torch
 
 from ..data import iterate_batches
 from ..errors import NonFiniteLossError, SharpscopeError
+from ..runtime.batches import batch_weight
 from ..utils import progress
-from .evaluate import evaluate, non_finite_weights, perplexity, prediction_counts
+from .evaluate import (
+    evaluate,
+    evaluate_batches,
+    is_token_target,
+    non_finite_weights,
+    perplexity,
+    score_counts,
+)
 from .result import NO_TEST_DATA
 from .run import Run
 
 __all__ = ["TOKEN_LOSSES", "check_world", "rank_batches", "train_epoch"]
 
 TOKEN_LOSSES = ("sequence_cross_entropy",)  # losses whose metrics include perplexity
+# ... and these, when the targets are integer (N, T) token windows (cross_entropy routes
+# (B, T, V) logits to the sequence loss)
+WINDOW_LOSSES = ("cross_entropy",)
 
 
 def rank_batches(
@@ -51,23 +62,31 @@ def check_world(ctx: Any, n: int, batch_size: int) -> None:
         )
 
 
-def _batches(run: Run) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-    """The epoch's batches as ``(x, y, global batch size)``."""
+def _batches(run: Run) -> Iterator[tuple[Any, int]]:
+    """The epoch's batches as ``(batch, global batch size)``.
+
+    Tensor data: the seeded ``randperm`` of the samples cut into ``batch_size`` rows.
+    Batches from a data factory: the run's batches (:class:`~sharpscope.training.run.Run`)
+    in the order of ``randperm(number of batches)`` drawn from the same seeded generator,
+    one draw per epoch (so a resumed run continues the same order).
+    """
     bs = run.settings.batch_size
+    if run.train_batches is not None:
+        order = torch.randperm(len(run.train_batches), generator=run.shuffle).tolist()
+        return ((run.train_batches[i], 0) for i in order)
     if run.ctx is not None:
-        return rank_batches(run.x_train, run.y_train, bs, run.shuffle, run.ctx)
+        parts = rank_batches(run.x_train, run.y_train, bs, run.shuffle, run.ctx)
+        return (((xb, yb), n) for xb, yb, n in parts)
     batches = iterate_batches(run.x_train, run.y_train, bs, shuffle=True, generator=run.shuffle)
-    return ((xb, yb, len(yb)) for xb, yb in batches)
+    return (((xb, yb), len(yb)) for xb, yb in batches)
 
 
-def _step(
-    run: Run, xb: torch.Tensor, yb: torch.Tensor, *, epoch: int, step: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _step(run: Run, batch: Any, *, epoch: int, step: int) -> tuple[torch.Tensor, Any]:
     """One optimizer step on a batch; the clean pass's ``(loss, logits)``."""
     opt, ctx = run.opt, run.ctx
     opt.zero_grad(set_to_none=True)
     with run.passes(not run.local_first):
-        loss_t, logits = run.forward_loss(xb, yb)
+        loss_t, logits = run.forward_loss(batch)
         value = float(loss_t.detach())
         if not run.all_finite(value):
             where = f" on rank {ctx.rank}" if ctx is not None else ""
@@ -83,7 +102,7 @@ def _step(
 
     def closure() -> torch.Tensor:
         with run.passes(not run.local_all):
-            lo, _ = run.forward_loss(xb, yb)
+            lo, _ = run.forward_loss(batch)
             (lo if run.local_all else lo * w).backward()
         return lo
 
@@ -92,10 +111,11 @@ def _step(
         return loss_t, logits
 
     def eval_loss() -> float:
-        lo = run.forward_loss(xb, yb, run.net)[0].detach()
+        lo = run.forward_loss(batch, run.net)[0].detach()
         if ctx is None:
             return float(lo)
-        return float(ctx.weighted_mean(lo.double().reshape(1), len(yb))[0][0])
+        w = batch_weight(batch, run.loss_fn)
+        return float(ctx.weighted_mean(lo.double().reshape(1), w)[0][0])
 
     opt.step(closure, loss_fn=eval_loss)
     return loss_t, logits
@@ -147,17 +167,18 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
         leave=True,
         unit="batch",
     )
-    for step, (xb, yb, n_global) in enumerate(bar, start=1):
+    for step, (batch, n_global) in enumerate(bar, start=1):
+        n = batch_weight(batch, run.loss_fn)
         if ctx is not None:
-            run.shard_weight = len(yb) * ctx.world_size / n_global
-        loss_t, logits = _step(run, xb, yb, epoch=epoch, step=step)
+            run.shard_weight = len(batch[1]) * ctx.world_size / n_global
+        loss_t, logits = _step(run, batch, epoch=epoch, step=step)
         run.sched.step()
-        n = len(yb)
         seen += n
         loss_d = loss_t.detach().double()
         tot_loss += loss_d * n
-        correct, counted = prediction_counts(logits.detach(), yb)
-        counts += torch.stack([correct.double(), counted.double(), loss_d * counted])
+        correct, counted = score_counts(logits, batch)
+        correct, counted = correct.to(dev).double(), counted.to(dev).double()
+        counts += torch.stack([correct, counted, loss_d * counted])
         if _show(run, bar) and (step % 10 == 0 or step == run.steps_per_epoch):
             acc = float(counts[0]) / max(1.0, float(counts[1]))
             bar.set_postfix(loss=f"{float(tot_loss) / seen:.4f}", acc=f"{acc:.3f}")
@@ -167,19 +188,23 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
         tot_loss, seen, counts = sums[0], int(sums[1]), sums[2:]
         for buf in run.net.buffers():
             ctx.broadcast_(buf)
-    train_loss = float(tot_loss) / max(1, seen)
+    train_loss = float(tot_loss) / (seen if seen > 0 else 1)
     counted = max(1.0, float(counts[1]))
     train_acc, train_token_loss = float(counts[0]) / counted, float(counts[2]) / counted
-    test = evaluate(
-        run.net,
-        run.loss_fn,
-        run.splits.x_test,
-        run.splits.y_test,
-        batch_size=s.eval_batch_size,
-        device=dev,
-        bf16=s.bf16,
-        ctx=ctx,
-    )
+    if run.train_batches is not None:
+        train_acc = train_acc if float(counts[1]) > 0 else None  # no class scores
+        test = evaluate_batches(run.net, run.loss_fn, run.test_batches(), device=dev, bf16=s.bf16)
+    else:
+        test = evaluate(
+            run.net,
+            run.loss_fn,
+            run.splits.x_test,
+            run.splits.y_test,
+            batch_size=s.eval_batch_size,
+            device=dev,
+            bf16=s.bf16,
+            ctx=ctx,
+        )
     test_loss, test_acc = test.loss, test.acc
     _check_epoch(run, epoch, lr_now, train_loss, test_loss)
     record: dict[str, Any] = {
@@ -191,7 +216,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
         "test_acc": test_acc,
         "seconds": time.perf_counter() - t0,
     }
-    if s.loss in TOKEN_LOSSES:  # exp of the mean cross-entropy per counted token
+    if _token_metrics(run):  # exp of the mean cross-entropy per counted token
         record["train_perplexity"] = perplexity(train_token_loss)
         record["perplexity"] = perplexity(test.token_loss)
     if run.is_xsam:
@@ -204,6 +229,21 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
         )
         bar.close()
     return record
+
+
+def _token_metrics(run: Run) -> bool:
+    """Whether the run records perplexity: a token loss, or cross_entropy on integer
+    ``(N, T)`` token windows."""
+    loss = run.settings.loss
+    if loss in TOKEN_LOSSES:
+        return True
+    if loss not in WINDOW_LOSSES:
+        return False
+    if run.train_batches is not None:
+        from ..runtime.batches import batch_target
+
+        return is_token_target(batch_target(run.train_batches[0]))
+    return is_token_target(run.y_train)
 
 
 def _show(run: Run, bar: Any) -> bool:

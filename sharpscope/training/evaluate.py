@@ -13,6 +13,7 @@ from torch import nn
 
 from ..data import DataSplits, iterate_batches
 from ..errors import SharpscopeError
+from ..runtime.batches import batch_target, batch_weight, call_model, loss_of_output, output_tensor
 
 __all__ = [
     "IGNORE_INDEX",
@@ -21,6 +22,9 @@ __all__ = [
     "check_bf16",
     "check_labels",
     "evaluate",
+    "evaluate_batches",
+    "is_token_target",
+    "score_counts",
     "non_finite_weights",
     "perplexity",
     "prediction_counts",
@@ -30,7 +34,8 @@ IGNORE_INDEX = -100  # the target of a sequence position that no loss or accurac
 
 
 class SplitMetrics(NamedTuple):
-    """A split's mean loss (per sample), accuracy (per counted target) and mean loss per
+    """A split's mean loss (per sample; per token for a loss that weighs batches by their
+    tokens, :func:`~sharpscope.runtime.batches.batch_weight`), accuracy (per counted target) and mean loss per
     counted target (for a token loss: the mean token cross-entropy); all None when empty."""
 
     loss: float | None
@@ -50,6 +55,34 @@ def prediction_counts(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor,
         keep = y != IGNORE_INDEX
         return (hit & keep).sum(), keep.sum()
     return hit.sum(), torch.tensor(y.numel(), device=y.device)
+
+
+def is_token_target(y: Any) -> bool:
+    """Integer ``(N, T)`` targets: token windows (perplexity is recorded for them)."""
+    return (
+        isinstance(y, torch.Tensor)
+        and y.ndim == 2
+        and not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
+    )
+
+
+def score_counts(out: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`prediction_counts` of any batch, counted only where ``out`` is a class score
+    (``(B, C)`` or ``(B, T, V)`` with integer targets of the matching shape); else ``(0, 0)``.
+    An ``(x, y)`` pair of tensors is counted exactly as :func:`prediction_counts`."""
+    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], torch.Tensor):
+        return prediction_counts(out.detach(), batch[1])
+    y = batch_target(batch)
+    if (
+        not isinstance(out, torch.Tensor)
+        or not isinstance(y, torch.Tensor)
+        or y.is_floating_point()
+        or out.ndim < 2
+        or tuple(out.shape[:-1]) != tuple(y.shape)
+    ):
+        zero = torch.zeros((), dtype=torch.int64)
+        return zero, zero
+    return prediction_counts(out.detach(), y)
 
 
 def perplexity(mean_ce: float | None) -> float | None:
@@ -108,20 +141,58 @@ def evaluate(
         x, y = x[part], y[part]
     was = net.training
     net.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, correct, counted, token loss
+    # loss, correct, counted, token loss, weight
+    sums = torch.zeros(5, dtype=torch.float64, device=device)
     for xb, yb in iterate_batches(x, y, batch_size, device=device):
         with autocast(device, bf16):
             out = net(xb)
-            loss = loss_fn(out, yb)
+            loss = loss_of_output(loss_fn, out, (xb, yb))
         correct, counted = prediction_counts(out, yb)
-        sums += torch.stack(
-            [loss.double() * len(yb), correct.double(), counted.double(), loss.double() * counted]
-        )
+        sums += _row(loss, batch_weight((xb, yb), loss_fn), correct, counted)
     net.train(was)
     if ctx is not None:
         sums = ctx.all_reduce(sums)
-    total, correct, counted, token_total = (float(v) for v in sums)
-    return SplitMetrics(total / n, correct / max(1.0, counted), token_total / max(1.0, counted))
+    return _metrics(sums, scored=True)
+
+
+def _row(loss: torch.Tensor, w: float, correct: torch.Tensor, counted: torch.Tensor) -> Any:
+    """One batch's sums: weighted loss, correct, counted, token loss, weight."""
+    loss = loss.double()
+    correct, counted = correct.to(loss.device).double(), counted.to(loss.device).double()
+    weight = torch.tensor(w, dtype=torch.float64, device=loss.device)
+    return torch.stack([loss * w, correct, counted, loss * counted, weight])
+
+
+def _metrics(sums: torch.Tensor, *, scored: bool) -> SplitMetrics:
+    total, correct, counted, token_total, weight = (float(v) for v in sums)
+    acc = correct / max(1.0, counted) if scored or counted > 0 else None
+    return SplitMetrics(total / weight, acc, token_total / max(1.0, counted))
+
+
+@torch.no_grad()
+def evaluate_batches(
+    net: nn.Module, loss_fn: Callable, batches: list[Any], *, device: torch.device, bf16: bool
+) -> SplitMetrics:
+    """:func:`evaluate` on batches of any structure (on ``device``): the loss weighted by
+    :func:`~sharpscope.runtime.batches.batch_weight`; accuracy only where the output is a
+    class score (None otherwise); all None for no batches."""
+    if not batches:
+        return SplitMetrics(None, None, None)
+    was = net.training
+    net.eval()
+    sums = torch.zeros(5, dtype=torch.float64, device=device)
+    for batch in batches:
+        with autocast(device, bf16):
+            output = call_model(net, batch)
+            loss = loss_of_output(loss_fn, output, batch)
+        try:
+            out = output_tensor(output)
+        except SharpscopeError:
+            out = None
+        correct, counted = score_counts(out, batch)
+        sums += _row(loss, batch_weight(batch, loss_fn), correct, counted).to(device)
+    net.train(was)
+    return _metrics(sums, scored=False)
 
 
 def check_labels(net: nn.Module, splits: DataSplits, device: torch.device) -> None:

@@ -28,6 +28,13 @@ single process. ``perturbation`` says how the sharpness-aware ascent is distribu
 XSAM's alpha search averages the losses of all ranks, so every rank picks the same
 alpha. Rank 0 writes the files (the same format as a single process); every rank can
 resume from them.
+
+Any batch structure trains (``(x, y)``, ``(mapping, y)``, mappings; see
+:mod:`sharpscope.runtime.batches`), with a built-in loss or the caller's ``pkg.mod:fn``.
+Batches from a data factory that are not plain tensors are re-cut into ``batch_size``
+rows where their shapes allow (else used as given) and visited each epoch in the order
+of ``randperm(number of batches)`` drawn from the run's seeded generator (so a resumed
+run continues the same order); they train in one process (not under ``torchrun``).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from ..errors import SharpscopeError
 from ..losses import get_loss
 from ..models import ModelSpec, build_model
 from ..optim.factory import make_optimizer
+from ..problem.data import BatchSplits
 from ..utils import check_writable, folder_lock, resolve_device, seed_everything
 from .epoch import check_world, train_epoch
 from .evaluate import check_bf16, check_labels
@@ -75,6 +83,7 @@ def train(
     model_kwargs: dict[str, Any] | None = None,
     samples: int | None = None,
     loss: str = "cross_entropy",
+    normalize: bool | str | None = None,
     epochs: int = 10,
     batch_size: int = 128,
     lr: float = 0.1,
@@ -111,7 +120,9 @@ def train(
     ``model``: a model name (``mlp``, ``cnn``, ``resnet20``, ...), ``"pkg.mod:fn"`` or a
     ModelSpec (``model_kwargs`` are merged into it); ``data``: a data spec (``digits``,
     ``cifar10:DIR``, ...) or loaded :class:`DataSplits`; ``out``: the run folder;
-    ``device``: ``auto``, ``cpu``, ``cuda``. The other settings are those of
+    ``device``: ``auto``, ``cpu``, ``cuda``; ``normalize``: a data spec's normalisation
+    (``none``, ``standard``, ``"MEAN,STD"``; default: the spec's own, else standard). The
+    other settings (``loss``: a name or the caller's ``"pkg.mod:fn"``) are those of
     :class:`~sharpscope.training.TrainSettings`. ``resume``: continue the run in ``out``
     from ``last.pt`` (the settings must match; ``epochs`` may grow); ``force``: overwrite a
     finished or unfinished run; ``callback(epoch, record)`` after each epoch's checkpoint.
@@ -133,13 +144,13 @@ def train(
     )  # fmt: skip
     ctx, dev, loss_fn = _environment(settings, device)
     out = Path(out).expanduser()
-    splits = _load_splits(data, settings.samples)
+    splits = _load_splits(data, settings.samples, normalize)
     spec = _model_spec(model, model_kwargs)
     settings = dataclasses.replace(
         settings, model=spec, data=splits.spec, world_size=None if ctx is None else ctx.world_size
     )
     if ctx is not None:
-        check_world(ctx, len(splits.y_train), settings.batch_size)
+        _check_distributed(ctx, splits, settings.batch_size)
     net, opt = _build(settings, splits, dev)
     main = ctx is None or ctx.is_main
     if main:
@@ -169,7 +180,7 @@ def _environment(settings: TrainSettings, device: str | torch.device) -> tuple[A
     from ..distributed import current
 
     ctx = current()
-    loss_fn = get_loss(settings.loss)
+    loss_fn = get_loss(settings.loss, allow_import=True)  # the caller named it
     dev = resolve_device(device)
     if ctx is not None:
         if dev.type == "cuda":
@@ -184,16 +195,35 @@ def _environment(settings: TrainSettings, device: str | torch.device) -> tuple[A
     return ctx, dev, loss_fn
 
 
-def _load_splits(data: str | DataSplits, samples: int | None) -> DataSplits:
+def _load_splits(
+    data: str | DataSplits | BatchSplits, samples: int | None, normalize: bool | str | None
+) -> DataSplits | BatchSplits:
     """The data, validated before anything in the run folder is touched."""
-    if isinstance(data, DataSplits):
+    if isinstance(data, (DataSplits, BatchSplits)):
         if samples is not None:
             raise SharpscopeError(
                 "samples= applies to a data spec; subsample DataSplits before passing them"
             )
-        check_finite_inputs(data)
+        if normalize is not None:
+            raise SharpscopeError(
+                "normalize= applies to a data spec; normalise loaded data before passing it"
+            )
+        if isinstance(data, DataSplits):
+            check_finite_inputs(data)
         return data
-    return load_data(data, samples=samples)
+    if normalize is None:
+        return load_data(data, samples=samples)
+    return load_data(data, samples=samples, normalize=normalize)
+
+
+def _check_distributed(ctx: Any, splits: DataSplits | BatchSplits, batch_size: int) -> None:
+    """Tensor data only, with a sample of every global batch for every rank."""
+    if isinstance(splits, BatchSplits):
+        raise SharpscopeError(
+            f"data {splits.spec.spec!r} gives batches (not tensors): training on them "
+            "runs in one process; launch without torchrun"
+        )
+    check_world(ctx, len(splits.y_train), batch_size)
 
 
 def _model_spec(model: str | ModelSpec, model_kwargs: dict[str, Any] | None) -> ModelSpec:
@@ -203,7 +233,7 @@ def _model_spec(model: str | ModelSpec, model_kwargs: dict[str, Any] | None) -> 
 
 
 def _build(
-    settings: TrainSettings, splits: DataSplits, dev: torch.device
+    settings: TrainSettings, splits: DataSplits | BatchSplits, dev: torch.device
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The seeded initial model and its optimizer; the labels must fit the model."""
     seed_everything(settings.seed)
@@ -217,7 +247,8 @@ def _build(
         **{k: v for k, v in hp.items() if k != "betas"},
         **({"betas": tuple(hp["betas"])} if "betas" in hp else {}),
     )
-    check_labels(net, splits, dev)
+    if isinstance(splits, DataSplits):
+        check_labels(net, splits, dev)
     return net, opt
 
 

@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from ..checkpoint import save_checkpoint
-from ..data import DataSplits
 from ..models import ModelSpec
 from ..optim.xsam import XSAM
+from ..problem.data import BatchSplits, DataSplits
+from ..runtime.batches import call_model, loss_of_output, output_tensor
 from .evaluate import autocast
 from .resume import rng_state, to_cpu
 from .schedule import lr_factor
@@ -31,7 +32,7 @@ class Run:
 
     out: Path
     settings: TrainSettings
-    splits: DataSplits
+    splits: DataSplits | BatchSplits
     spec: ModelSpec
     net: nn.Module
     opt: torch.optim.Optimizer
@@ -50,10 +51,17 @@ class Run:
 
             ids = [self.dev.index] if self.dev.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.net, device_ids=ids)
-        self.x_train = self.splits.x_train.to(self.dev)
-        self.y_train = self.splits.y_train.to(self.dev)
         s = self.settings
-        self.steps_per_epoch = math.ceil(len(self.y_train) / s.batch_size)
+        self.train_batches: list[Any] | None = None
+        if isinstance(self.splits, BatchSplits):
+            # a factory's batches, re-cut into batch_size rows where their shapes allow
+            # (else as given); each epoch visits them in a seeded order (epoch.py)
+            self.train_batches = self.splits.batches("train", s.batch_size, device=self.dev)
+            self.steps_per_epoch = len(self.train_batches)
+        else:
+            self.x_train = self.splits.x_train.to(self.dev)
+            self.y_train = self.splits.y_train.to(self.dev)
+            self.steps_per_epoch = math.ceil(len(self.y_train) / s.batch_size)
         total_steps = self.steps_per_epoch * s.epochs
 
         def factor(step: int) -> float:
@@ -99,12 +107,24 @@ class Run:
         return self.out / "last.pt"
 
     # ------------------------------------------------------------------------- passes
-    def forward_loss(
-        self, x: torch.Tensor, y: torch.Tensor, module: nn.Module | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_loss(self, batch: Any, module: nn.Module | None = None) -> tuple[torch.Tensor, Any]:
+        """The mean loss on ``batch`` (any batch structure) and the model's output tensor
+        (None when the output has none, e.g. a user loss reading a custom output)."""
         with autocast(self.dev, self.settings.bf16):
-            logits = (self.ddp if module is None else module)(x)
-            return self.loss_fn(logits, y), logits
+            output = call_model(self.ddp if module is None else module, batch)
+            loss = loss_of_output(self.loss_fn, output, batch)
+        if isinstance(output, torch.Tensor):
+            return loss, output
+        try:
+            return loss, output_tensor(output)
+        except Exception:  # noqa: BLE001 - no class scores: no accuracy
+            return loss, None
+
+    def test_batches(self) -> list[Any]:
+        """The test batches of factory data (``eval_batch_size`` rows where they re-cut)."""
+        if not self.splits.test:
+            return []
+        return self.splits.batches("test", self.settings.eval_batch_size, device=self.dev)
 
     def passes(self, sync: bool) -> Any:
         """Passes that DDP all-reduces (``sync``) or keeps local (``no_sync``)."""

@@ -11,6 +11,7 @@ from ..checkpoint import load_checkpoint
 from ..data import DataSplits, load_data
 from ..errors import SharpscopeError
 from ..optim.base import check_number
+from ..problem.data import BatchSplits
 from .loop import _model_spec, train
 from .result import TrainResult
 from .resume import settings_diff
@@ -54,8 +55,10 @@ def train_seeds(
     checked = [TrainSettings(**settings, seed=k) for k in seeds]
     epochs = checked[0].epochs
     data = train_kwargs.pop("data", "digits")
-    if not isinstance(data, DataSplits):  # loaded once: every seed trains on the same data
-        data = load_data(data, samples=checked[0].samples)
+    if not isinstance(data, (DataSplits, BatchSplits)):  # loaded once: the same data each seed
+        normalize = train_kwargs.pop("normalize", None)
+        norm = {} if normalize is None else {"normalize": normalize}
+        data = load_data(data, samples=checked[0].samples, **norm)
         train_kwargs.pop("samples", None)
         settings.pop("samples", None)
     plans = {

@@ -28,7 +28,9 @@ class TrainSettings:
         lr, momentum, weight_decay, nesterov, base: the base optimizer (``base``: sgd or adamw).
         rho, eta, steps, alpha, rho_max, alpha_max, alpha_step, search_every, bn_policy:
             see :func:`sharpscope.optim.factory.optimizer_hparams`.
-        loss: a registered loss name.
+        loss: a registered loss name, or an import path ``"pkg.mod:fn"`` the caller gives
+            (``fn(output, batch) -> mean loss``; recorded by name, and a probe imports it
+            only when given ``--loss`` again).
         epochs, batch_size, eval_batch_size: the run's length and batch sizes.
         schedule: ``constant``, ``cosine`` or ``step`` (per optimizer step), after
             ``warmup_epochs`` of linear warm-up; ``step`` multiplies by ``gamma`` at the
