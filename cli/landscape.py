@@ -26,6 +26,7 @@ from ._common import (
     load_cli_problem,
 )
 from .landscape_options import (
+    AllowForeignVectorsOpt,
     ChunkSizeOpt,
     CountOpt,
     DimsOpt,
@@ -82,6 +83,7 @@ def slice_cmd(
     ignore: IgnoreOpt = "biasbn",
     directions: DirectionsOpt = None,
     eigvecs: EigvecsOpt = None,
+    allow_foreign_vectors: AllowForeignVectorsOpt = False,
     count: CountOpt = 1,
     orthogonal: OrthogonalOpt = False,
     seed: SeedOpt = 0,
@@ -138,6 +140,7 @@ def slice_cmd(
         ignore=ignore,
         directions=directions,
         eigvecs=eigvecs,
+        allow_foreign_vectors=allow_foreign_vectors,
         count=count,
         orthogonal=orthogonal,
         seed=seed,

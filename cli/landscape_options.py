@@ -65,6 +65,14 @@ EigvecsOpt = Annotated[
     Optional[Path],
     typer.Option("--eigvecs", help="Hessian eigenvectors from 'sharpscope eigen --save-vectors'."),
 ]
+AllowForeignVectorsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-foreign-vectors",
+        help="Slice along --eigvecs computed on other weights (recorded in meta.json and "
+        "the plot title); without it they are refused.",
+    ),
+]
 CountOpt = Annotated[
     int,
     typer.Option(

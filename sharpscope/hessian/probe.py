@@ -180,7 +180,7 @@ def probe_eigen(
         )
         out["layers"] = {name: r.to_dict() for name, r in layers.items()}
     if save_vectors_to is not None:
-        from .vectors import save_vectors
+        from .vectors import save_vectors, weights_fingerprint
 
         save_vectors(
             save_vectors_to,
@@ -190,6 +190,7 @@ def probe_eigen(
             source=str(path),
             mode=mode,
             samples=res.samples,
+            fingerprint=weights_fingerprint(problem.model),
         )
         out["vectors_file"] = str(save_vectors_to)
     if compare_pyhessian:

@@ -4,7 +4,12 @@
 
     {"format": "sharpscope-vectors", "version": 1, "kind": "eigenvectors", "which": str,
      "names": [param names], "shapes": {name: [dims]}, "eigenvalues": float64 tensor [k],
-     "vectors": [{name: tensor}, ...], "source": str, "mode": str, "samples": int | None}
+     "vectors": [{name: tensor}, ...], "source": str, "mode": str, "samples": int | None,
+     "source_fingerprint": str}
+
+``source_fingerprint`` (:func:`weights_fingerprint` of the model the vectors were
+computed on) lets ``sharpscope slice --eigvecs`` refuse the eigenvectors of another
+checkpoint; files written before it existed have none.
 """
 
 from __future__ import annotations
@@ -17,9 +22,25 @@ import torch
 from ..errors import SharpscopeError
 from ..utils import atomic_torch_save
 
-__all__ = ["save_vectors", "load_vectors", "VECTORS_FORMAT"]
+__all__ = ["save_vectors", "load_vectors", "weights_fingerprint", "VECTORS_FORMAT"]
 
 VECTORS_FORMAT = "sharpscope-vectors"
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """``sha256:`` of a model's parameters (names, shapes and float32 bytes, in order).
+
+    float32 bytes: a checkpoint probed in float64 (cast exactly from its float32
+    weights) has the same fingerprint as in float32.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        t = p.detach().to(device="cpu", dtype=torch.float32).contiguous()
+        h.update(f"{name}:{list(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return "sha256:" + h.hexdigest()
 
 
 def save_vectors(
@@ -32,8 +53,12 @@ def save_vectors(
     mode: str = "eval",
     samples: int | None = None,
     kind: str = "eigenvectors",
+    fingerprint: str | None = None,
 ) -> Path:
-    """Write eigenvectors (one ``{name: tensor}`` dict each, unit norm overall) atomically."""
+    """Write eigenvectors (one ``{name: tensor}`` dict each, unit norm overall) atomically.
+
+    ``fingerprint``: :func:`weights_fingerprint` of the model they belong to.
+    """
     if not vectors:
         raise SharpscopeError("no vectors to save")
     names = list(vectors[0])
@@ -54,6 +79,8 @@ def save_vectors(
         "mode": mode,
         "samples": None if samples is None else int(samples),
     }
+    if fingerprint is not None:
+        payload["source_fingerprint"] = str(fingerprint)
     path = Path(path)
     atomic_torch_save(payload, path)
     return path

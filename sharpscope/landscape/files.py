@@ -83,6 +83,8 @@ def eigen_directions(path: str | Path, *, count: int = 2) -> Directions:
             float(v) for v in (vals.tolist() if isinstance(vals, torch.Tensor) else vals or [])
         ][:count],
     }
+    if obj.get("source_fingerprint") is not None:
+        meta["source_fingerprint"] = str(obj["source_fingerprint"])
     return Directions(
         "eigen", [{n: t.float() for n, t in v.items()} for v in vectors[:count]], meta=meta
     )

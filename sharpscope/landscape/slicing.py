@@ -12,6 +12,7 @@ import torch
 from ..errors import SharpscopeError
 from ..figstyle import direction_label, parse_formats, title_for
 from ..problem import Problem
+from ..runtime.batches import sample_count
 from ..utils import check_writable, parse_range
 from .directions import random_directions
 from .files import eigen_directions, load_directions
@@ -61,12 +62,14 @@ def slice_problem(
     vmin: float | None = None,
     vmax: float | None = None,
     formats: Sequence[str] = ("png",),
+    allow_foreign_vectors: bool = False,
 ) -> dict[str, Any]:
     """A 1D or 2D slice of the loss around a checkpoint (Li et al. 2018), written to ``out``.
 
     Directions come from ``directions`` (a saved directions file, re-normalised against
     this model with the file's recipe), ``eigvecs`` (Hessian eigenvectors, used as they
-    are) or a fresh seeded random draw with ``norm``/``ignore``/``orthogonal``. With
+    are; eigenvectors of other weights are refused unless ``allow_foreign_vectors``, and
+    then named as such) or a fresh seeded random draw with ``norm``/``ignore``/``orthogonal``. With
     ``count > 1`` (1D only) that many directions are cut and summarised.
 
     Figures: ``levels`` (``log``, the default, ``li``, ``linear`` or explicit levels),
@@ -88,6 +91,9 @@ def slice_problem(
         ignore=ignore,
         orthogonal=orthogonal,
     )
+    kind = f"{dirs.kind} directions"
+    if eigvecs is not None:
+        kind = _check_vectors_source(dirs, problem, eigvecs, allow_foreign_vectors)
     resolved = dirs.resolve(problem.model)
     if save_directions is not None:
         dirs.save(save_directions)
@@ -104,7 +110,7 @@ def slice_problem(
     }
     name = problem.describe().get("checkpoint") or problem.label
     figure = {
-        "title": f"{title_for(name, mode)}\n{dirs.kind} directions",
+        "title": f"{title_for(name, mode)}\n{kind}",
         "xlabel": _axis_label(dirs, 1),
         "ylabel": _axis_label(dirs, 2),
         "levels": levels,
@@ -168,6 +174,40 @@ def _slice_directions(
     )
 
 
+def _check_vectors_source(
+    dirs: Directions, problem: Problem, eigvecs: str | Path, allow_foreign: bool
+) -> str:
+    """The title's name of eigenvector directions, after checking they belong to the
+    probed weights (the file's ``source_fingerprint``): another checkpoint's are refused
+    unless ``allow_foreign`` (then recorded in the meta as ``foreign``); a file without a
+    fingerprint gets a one-line notice."""
+    import sys
+
+    from ..hessian.vectors import weights_fingerprint
+    from ..runtime.sanitize import printable
+
+    recorded = dirs.meta.get("source_fingerprint")
+    source = printable(dirs.meta.get("source") or "an unknown checkpoint")
+    if recorded is None:
+        print(
+            f"notice: {eigvecs} does not record the weights its eigenvectors were computed on "
+            "(written by an older sharpscope): their source cannot be checked",
+            file=sys.stderr,
+        )
+        return "eigen directions"
+    if recorded == weights_fingerprint(problem.model):
+        return "eigen directions"
+    name = problem.describe().get("checkpoint") or problem.label
+    if not allow_foreign:
+        raise SharpscopeError(
+            f"{eigvecs} holds the eigenvectors of {source} ({printable(recorded)[:19]}...), not of "
+            f"the weights of {name}: they are not its eigen directions (use "
+            "--allow-foreign-vectors to slice along them anyway)"
+        )
+    dirs.meta["foreign"] = True
+    return f"eigen directions of {Path(str(source)).name} (foreign vectors)"
+
+
 def _slice_meta(
     problem: Problem,
     dirs: Directions,
@@ -181,7 +221,7 @@ def _slice_meta(
         "checkpoint": problem.describe().get("checkpoint"),
         "label": problem.label,
         "split": split,
-        "samples": int(sum(len(b[1]) for b in batches)),
+        "samples": sample_count(batches),
         "directions": {
             "kind": dirs.kind,
             "norm": dirs.norm,
