@@ -269,14 +269,19 @@ def _summary_text(result: Any, summary: dict[str, Any]) -> str:
     test_txt = (
         "test: no test data"
         if f.get("test_loss") is None
-        else f"test loss {f['test_loss']:.4f}, acc {f['test_acc']:.4f} "
-        f"(best {summary['best_test_acc']:.4f})"
+        else f"test loss {f['test_loss']:.4f}, acc {_acc(f['test_acc'])}"
+        + ("" if summary["best_test_acc"] is None else f" (best {summary['best_test_acc']:.4f})")
     )
     return (
         f"{result.optimizer}: {result.epochs} epochs in {result.seconds:.1f} s; "
-        f"train loss {f['train_loss']:.4f}, acc {f['train_acc']:.4f}; {test_txt}{alpha_txt}\n"
+        f"train loss {f['train_loss']:.4f}, acc {_acc(f['train_acc'])}; {test_txt}{alpha_txt}\n"
         f"checkpoints in {result.out}: final.pt, last.pt, epoch_XXX.pt; metrics in metrics.jsonl"
     )
+
+
+def _acc(value: float | None) -> str:
+    """An accuracy, or ``n/a`` where the model's output is no class score."""
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def register(app: typer.Typer) -> None:

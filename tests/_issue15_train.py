@@ -57,3 +57,31 @@ def per_sample_loss(output: torch.Tensor, batch: dict) -> torch.Tensor:
 
 def wrong_type() -> object:
     return "not data"
+
+
+class Regressor(nn.Module):
+    """(B,) predictions from ``features``: no class scores, so no accuracy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.lin(features).squeeze(-1)
+
+
+def make_regressor() -> nn.Module:
+    torch.manual_seed(0)
+    return Regressor()
+
+
+def make_regression(n: int = 20) -> tuple:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(n, 3, generator=g)
+    t = x @ torch.tensor([1.0, -2.0, 0.5])
+    batches = [{"features": x[i : i + 5], "target": t[i : i + 5]} for i in range(0, n, 5)]
+    return batches, batches[:2]
+
+
+def squared_error(output: torch.Tensor, batch: dict) -> torch.Tensor:
+    return ((output - batch["target"]) ** 2).mean()

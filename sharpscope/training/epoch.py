@@ -224,8 +224,10 @@ def train_epoch(run: Run, epoch: int) -> dict[str, Any]:
     if _show(run, bar):
         bar.set_postfix(
             loss=f"{train_loss:.4f}",
-            acc=f"{train_acc:.3f}",
-            test_acc=NO_TEST_DATA if test_acc is None else f"{test_acc:.3f}",
+            acc="n/a" if train_acc is None else f"{train_acc:.3f}",
+            test_acc=NO_TEST_DATA
+            if test_loss is None
+            else ("n/a" if test_acc is None else f"{test_acc:.3f}"),
         )
         bar.close()
     return record

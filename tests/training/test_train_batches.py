@@ -182,3 +182,63 @@ def test_normalize_option_is_used_and_recorded(cli_runner, cli_app, tmp_path):
     r = cli_runner.invoke(cli_app, [*common, "--normalize", "x", "--out", str(tmp_path / "bad")])
     lines = [x for x in r.output.splitlines() if x.strip()]
     assert r.exit_code != 0 and len(lines) == 1 and lines[0].startswith("error:"), r.output
+
+
+def test_outputs_without_class_scores_have_no_accuracy(cli_runner, cli_app, tmp_path, user):
+    out = tmp_path / "reg"
+    r = cli_runner.invoke(
+        cli_app,
+        ["train", "--model", "_issue15_train:make_regressor",
+         "--data", "_issue15_train:make_regression", "--loss", "_issue15_train:squared_error",
+         "--batch-size", "5", "--epochs", "1", "--lr", "0.01", "--out", str(out)],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (record,) = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert record["train_acc"] is None and record["test_acc"] is None
+    assert "acc n/a" in r.output
+    net = load_checkpoint(out / "final.pt").state_dict
+    reg = user.make_regressor()
+    reg.load_state_dict(net)
+    _, test = user.make_regression()
+    with torch.no_grad():
+        hand = sum(float(user.squared_error(reg(b["features"]), b)) * 5 for b in test) / 10
+    assert record["test_loss"] == pytest.approx(hand, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sam", "xsam"])
+def test_sam_and_xsam_closures_and_alpha_search_use_the_mapping_batches(tmp_path, user, name):
+    """The sharpness-aware passes (and XSAM's alpha search) on mapping batches with the
+    user's loss equal the same optimizer stepped by hand over the same batch order."""
+    from sharpscope.optim.factory import make_optimizer
+    from sharpscope.training import TrainSettings
+
+    kw = dict(optimizer=name, lr=0.1, momentum=0.9, weight_decay=0.0, schedule="constant",
+              epochs=2, batch_size=8)  # fmt: skip
+    train(out=tmp_path / "run", model="_issue15_train:make_net", data="_issue15_train:make_data",
+          loss="_issue15_train:loss", quiet=True, **kw)  # fmt: skip
+    net = user.make_net()
+    opt = make_optimizer(name, net, **TrainSettings(**kw).hparams)
+    batches = user.make_data()["train"]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        if name == "xsam":
+            opt.new_epoch()
+        for i in torch.randperm(len(batches), generator=g).tolist():
+            b = batches[i]
+
+            def closure(b=b):
+                lo = user.loss(_call(net, b), b)
+                lo.backward()
+                return lo
+
+            opt.zero_grad(set_to_none=True)
+            user.loss(_call(net, b), b).backward()
+            if name == "xsam":
+                opt.step(closure, loss_fn=lambda b=b: float(user.loss(_call(net, b), b).detach()))
+            else:
+                opt.step(closure)
+    final = load_checkpoint(tmp_path / "run" / "final.pt").state_dict
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(final[k], v, rtol=0, atol=1e-6)
+    moved = user.make_net().state_dict()
+    assert any(not torch.allclose(moved[k], v) for k, v in net.state_dict().items())
