@@ -17,9 +17,12 @@ from .checkpoint import load_checkpoint
 from .errors import SharpscopeError
 from .utils import atomic_write_bytes, check_writable, folder_lock, resolve_device
 
-__all__ = ["DEMO_OPTIMIZERS", "demo_settings", "run_demo", "README_FIGURES"]
+__all__ = ["DEMO_OPTIMIZERS", "DEMO_TASKS", "demo_settings", "run_demo", "README_FIGURES"]
 
 DEMO_OPTIMIZERS = ("sgd", "sam", "xsam")
+DEMO_TASKS = ("image", "text")
+# the text demo's groups: AdamW alone, and SAM and XSAM over an AdamW base
+TEXT_OPTIMIZERS = {"adamw": "sgd", "sam": "sam", "xsam": "xsam"}
 
 # figures copied to --figures-dir (the README shows these)
 README_FIGURES = (
@@ -35,8 +38,74 @@ README_FIGURES = (
 )
 
 
-def demo_settings(quick: bool = False) -> dict[str, Any]:
-    """The training and comparison settings of the demo (``quick``: CI-sized, seconds)."""
+def _text_settings(quick: bool) -> dict[str, Any]:
+    """The text demo: a small Transformer on the bundled corpus, AdamW, warmup + cosine."""
+    train = {
+        "model": "gpt",
+        "model_kwargs": {"width": 32, "depth": 2, "heads": 4},
+        "data": "text:context=32,windows=512,test_windows=256",
+        "loss": "sequence_cross_entropy",
+        "epochs": 4,
+        "batch_size": 32,
+        "lr": 3e-3,
+        "momentum": 0.9,
+        "weight_decay": 0.01,
+        "base": "adamw",
+        "schedule": "cosine",
+        "warmup_epochs": 1,
+        "rho": 0.05,
+        "seeds": [0, 1],
+        "save_every": 1,
+    }
+    comp = {
+        "samples": 256,
+        "batch_size": 128,
+        "top_k": 3,
+        "rho": 0.05,
+        "range1d": (-1.0, 1.0, 21),
+        "range2d": (-1.0, 1.0, 11),
+        "directions_count": 4,
+        "trace_probes": 30,
+        "density_runs": 1,
+        "density_iters": 30,
+        "worst_steps": 10,
+        "worst_restarts": 1,
+        "average_draws": 16,
+        "plane_range": (-0.25, 0.25, 11),
+        "interp_range": (-0.5, 1.5, 21),
+        "seed": 0,
+    }
+    if quick:
+        train.update(
+            model_kwargs={"width": 16, "depth": 1, "heads": 2},
+            data="text:context=16,windows=64,test_windows=32",
+            epochs=2,
+        )
+        comp.update(
+            samples=32,
+            batch_size=32,
+            top_k=2,
+            range1d=(-1.0, 1.0, 5),
+            range2d=(-1.0, 1.0, 3),
+            directions_count=2,
+            trace_probes=4,
+            density_iters=6,
+            worst_steps=2,
+            worst_restarts=0,
+            average_draws=2,
+            plane_range=(-0.1, 0.1, 3),
+            interp_range=(-0.5, 1.5, 5),
+        )
+    return {"train": train, "compare": comp}
+
+
+def demo_settings(quick: bool = False, task: str = "image") -> dict[str, Any]:
+    """The training and comparison settings of the demo (``quick``: CI-sized, seconds;
+    ``task``: ``image`` (digits, MLP) or ``text`` (the bundled corpus, a small GPT))."""
+    if task not in DEMO_TASKS:
+        raise SharpscopeError(f"unknown demo task {task!r}: choose from {', '.join(DEMO_TASKS)}")
+    if task == "text":
+        return _text_settings(quick)
     train = {
         "model": "mlp",
         "data": "digits",
@@ -115,6 +184,10 @@ def _old_layout(folder: Path) -> list[Path]:
     return [folder / n for n in names if (folder / n).is_file()] + sorted(folder.glob("epoch_*.pt"))
 
 
+_TRAIN_KEYS = ("model", "data", "epochs", "batch_size", "lr", "momentum", "weight_decay")
+_TRAIN_KEYS += ("schedule", "rho", "save_every", "model_kwargs", "loss", "base", "warmup_epochs")
+
+
 def _train_group(
     folder: Path, optimizer: str, t: dict[str, Any], *, device: str, quiet: bool, force: bool
 ) -> str:
@@ -133,8 +206,7 @@ def _train_group(
         "trained" if force else _seed_status(seed_folder(folder, k), optimizer, t, k)
         for k in t["seeds"]
     ]
-    kwargs = {k: t[k] for k in ("model", "data", "epochs", "batch_size", "lr", "momentum")}
-    kwargs.update({k: t[k] for k in ("weight_decay", "schedule", "rho", "save_every")})
+    kwargs = {k: t[k] for k in _TRAIN_KEYS if k in t}
     train_seeds(
         seeds=list(t["seeds"]),
         out=folder,
@@ -154,14 +226,19 @@ def _train_group(
 def run_demo(
     *,
     out: str | Path = "runs/demo",
+    task: str = "image",
     quick: bool = False,
     device: str = "auto",
     quiet: bool = False,
     figures_dir: str | Path | None = None,
     force: bool = False,
+    formats: str | tuple[str, ...] = ("png", "pdf"),
+    color_scale: str = "rise",
 ) -> Any:
     """Train ``sgd``, ``sam`` and ``xsam`` on digits (MLP), several seeds each, and compare
-    their minima as groups (a verdict per pair of optimizers and measure).
+    their minima as groups (a verdict per pair of optimizers and measure). With
+    ``task="text"``: ``adamw``, ``sam`` and ``xsam`` (AdamW base, warmup + cosine) train
+    the small Transformer (``gpt``) on the bundled text corpus; the report is the same.
 
     Args:
         out: the demo folder: ``out/sgd/seed0``, ``out/sgd/seed1``, ... (run folders with
@@ -171,6 +248,8 @@ def run_demo(
         quiet: no progress bars.
         figures_dir: copy the README figures (:data:`README_FIGURES`) here.
         force: retrain and recompute everything.
+        task: ``image`` or ``text`` (see :func:`demo_settings`).
+        formats, color_scale: the report's figures (:class:`~sharpscope.report.FigureOptions`).
 
     Returns:
         the :class:`~sharpscope.compare.ComparisonReport`; ``report.settings["demo"]``
@@ -181,7 +260,11 @@ def run_demo(
         raise SharpscopeError(f"--out {out} is a file, not a folder")
     # every input is checked before anything is trained or replaced (--force retrains)
     resolve_device(device)
-    for name in (*DEMO_OPTIMIZERS, "report"):
+    settings = demo_settings(quick, task)
+    from .report.format import FigureOptions
+
+    FigureOptions(formats=formats, color_scale=color_scale)  # checked before any training
+    for name in (*_groups(task), "report"):
         if (out / name).exists() and not (out / name).is_dir():
             raise SharpscopeError(f"{out / name} is a file; the demo needs a folder there")
     check_writable(out / "report" / "summary.json", what="report")
@@ -195,7 +278,15 @@ def run_demo(
         # one demo per folder at a time: two would train into the same run folders
         with folder_lock(out, command="demo"):
             return _run_demo_locked(
-                out, quick=quick, device=device, quiet=quiet, figures_dir=figures_dir, force=force
+                out,
+                settings,
+                task=task,
+                quick=quick,
+                device=device,
+                quiet=quiet,
+                figures_dir=figures_dir,
+                force=force,
+                figures={"formats": formats, "color_scale": color_scale},
             )
     finally:
         if created:
@@ -203,31 +294,41 @@ def run_demo(
                 out.rmdir()  # only succeeds when a failed call wrote nothing
 
 
+def _groups(task: str) -> dict[str, str]:
+    """The demo's groups: folder name -> the optimizer it trains with."""
+    return TEXT_OPTIMIZERS if task == "text" else {name: name for name in DEMO_OPTIMIZERS}
+
+
 def _run_demo_locked(
     out: Path,
+    settings: dict[str, Any],
     *,
+    task: str,
     quick: bool,
     device: str,
     quiet: bool,
     figures_dir: str | Path | None,
     force: bool,
+    figures: dict[str, Any],
 ) -> Any:
     from .compare import compare
 
-    settings = demo_settings(quick)
-    t = settings["train"]
+    t, groups = settings["train"], _groups(task)
     status = {}
-    for name in DEMO_OPTIMIZERS:
-        status[name] = _train_group(out / name, name, t, device=device, quiet=quiet, force=force)
+    for name, optimizer in groups.items():
+        status[name] = _train_group(
+            out / name, optimizer, t, device=device, quiet=quiet, force=force
+        )
     report = compare(
-        {name: [out / name / f"seed{k}" for k in t["seeds"]] for name in DEMO_OPTIMIZERS},
+        {name: [out / name / f"seed{k}" for k in t["seeds"]] for name in groups},
         out=out / "report",
         device=device,
         quiet=quiet,
         force=force,
         **settings["compare"],
+        **figures,
     )
-    report.settings["demo"] = {"quick": quick, "training": t, "runs": status}
+    report.settings["demo"] = {"quick": quick, "task": task, "training": t, "runs": status}
     if figures_dir is not None:
         dest = Path(figures_dir).expanduser()
         dest.mkdir(parents=True, exist_ok=True)

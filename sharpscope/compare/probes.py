@@ -39,7 +39,10 @@ def probe_metrics(problem: Any, batches: list, mode: str, batch_size: int) -> di
         test_loss, test_acc = evaluate_point(model, problem.loss_fn, test) if test else (None, None)
     ck = problem.checkpoint
     logged = dict(ck.final_metrics) if ck is not None else {}
+    token = logged.get("perplexity") is not None  # a token model (training logged it)
     return {
+        "test_perplexity": _exp(test_loss) if token else None,
+        "logged_perplexity": logged.get("perplexity"),
         "train_loss": train_loss,
         "train_acc": train_acc,
         "test_loss": test_loss,
@@ -50,6 +53,13 @@ def probe_metrics(problem: Any, batches: list, mode: str, batch_size: int) -> di
         "optimizer": (ck.optimizer or {}).get("name") if ck is not None else None,
         "hparams": (ck.optimizer or {}).get("hparams") if ck is not None else None,
     }
+
+
+def _exp(value: float | None) -> float | None:
+    """``exp(value)``; ``None`` when missing, not finite or too large to represent."""
+    if value is None or not np.isfinite(value) or value > 700:
+        return None
+    return float(np.exp(value))
 
 
 def probe_eigen(problem: Any, batches: list, s: dict[str, Any]) -> dict[str, Any]:

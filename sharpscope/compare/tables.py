@@ -83,6 +83,11 @@ PERFORMANCE_COLUMNS = (
     ("logged_test_acc", "test acc (logged)", "the last epoch's test accuracy in the checkpoint"),
     ("epochs", "epochs", "epochs the checkpoint was trained for"),
 )
+# shown only when some checkpoint has them (token models): perplexity = exp(mean token loss)
+TOKEN_COLUMNS = (
+    ("test_perplexity", "test perplexity", "exp of the test loss (recomputed)"),
+    ("logged_perplexity", "perplexity (logged)", "the last epoch's test perplexity"),
+)
 
 PLANE_COLUMNS = (
     ("psi_deg", "psi (deg)", "angle between v0 and v1 (SAM's direction)"),
@@ -162,13 +167,13 @@ def build_tables(
     }
 
     perf_rows = []
-    for label in labels:
-        m = details.get(label, {}).get("metrics")
+    metrics = [details.get(label, {}).get("metrics") for label in labels]
+    tokens = [c for c in TOKEN_COLUMNS if any(m and m.get(c[0]) is not None for m in metrics)]
+    perf_columns = PERFORMANCE_COLUMNS + tuple(tokens)
+    for label, m in zip(labels, metrics, strict=True):
         if m is None:
             continue
-        perf_rows.append(
-            {"label": label, "values": {k: m.get(k) for k, _, _ in PERFORMANCE_COLUMNS}}
-        )
+        perf_rows.append({"label": label, "values": {k: m.get(k) for k, _, _ in perf_columns}})
     plane_rows = []
     for label in labels:
         p = details.get(label, {}).get("plane")
@@ -191,7 +196,7 @@ def build_tables(
     return {
         "flatness": flatness,
         "performance": {
-            "columns": cols(PERFORMANCE_COLUMNS) if perf_rows else [],
+            "columns": cols(perf_columns) if perf_rows else [],
             "rows": perf_rows,
         },
         "plane": {"columns": cols(PLANE_COLUMNS) if plane_rows else [], "rows": plane_rows},
