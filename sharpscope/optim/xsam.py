@@ -116,6 +116,7 @@ class XSAM(SharpnessAwareOptimizer):
     def _set_update(self, params: list[Tensor], res: AscentResult) -> None:
         c0, c1 = slerp_coefficients(res.psi, self.alpha)
         if c0 == 0.0 and c1 == 1.0:
+            res.v1  # noqa: B018 - computed now: res.grad becomes .grad, which zero_grad may zero in place
             direction = res.grad  # SAM: the gradient at theta_k as is
         else:
             direction = torch._foreach_mul(res.grad, c1)
@@ -194,15 +195,15 @@ class XSAM(SharpnessAwareOptimizer):
         last: list[Any] = [None]
 
         def grad_fn() -> list[Tensor | None]:
-            self.zero_grad()
+            self._drop_grads()
             last[0] = closure()
             return [p.grad for p in params]
 
         def closure_loss() -> float:
-            self.zero_grad()  # never accumulate into the gradient at theta_k held by the result
+            self._drop_grads()  # never accumulate into the gradient at theta_k held by the result
             with torch.enable_grad():
                 value = closure()
-            self.zero_grad()
+            self._drop_grads()
             return float(value)
 
         try:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,14 +24,13 @@ from torch import Tensor
 
 from ..errors import NonFiniteLossError, SharpscopeError
 from .base import check_number, sam_ascent_
-from .geometry import global_norm, slerp_coefficients
+from .geometry import slerp_coefficients
 
 __all__ = ["AscentResult", "xsam_ascent", "alpha_search", "alpha_grid"]
 
 _EPS = 1e-12
 
 
-@dataclass
 class AscentResult:
     """What :func:`xsam_ascent` found.
 
@@ -44,15 +42,64 @@ class AscentResult:
         cos_psi: cosine of the angle between ``v0`` and ``v1`` (clamped to [-1, 1]).
         psi: that angle in radians.
         path: displacements ``theta_i - theta_0`` for ``i = 1..k`` when ``record_path``.
+
+    ``v0`` and ``v1`` are computed on first access from the displacement and the gradient
+    (same operations, same values as computing them at once): an XSAM step with a fixed
+    alpha needs at most ``v0``, and only the alpha search and the plane probe need ``v1``.
+    The gradient must then not have been changed in place meanwhile.
     """
 
-    v0: list[Tensor]
-    v1: list[Tensor]
-    grad: list[Tensor]
-    grad_norm: float
-    cos_psi: float
-    psi: float
-    path: list[list[Tensor]] | None = None
+    def __init__(
+        self,
+        v0: list[Tensor] | None = None,
+        v1: list[Tensor] | None = None,
+        grad: list[Tensor] | None = None,
+        grad_norm: float = 0.0,
+        cos_psi: float = 1.0,
+        psi: float = 0.0,
+        path: list[list[Tensor]] | None = None,
+        *,
+        disp: list[Tensor] | None = None,
+        disp_norm: Tensor | None = None,
+        grad_norm_t: Tensor | None = None,
+    ) -> None:
+        if grad is None:
+            raise TypeError("AscentResult needs grad")
+        if v0 is None and (disp is None or disp_norm is None):
+            raise TypeError("AscentResult needs v0, or disp and disp_norm to compute it")
+        if v1 is None and grad_norm_t is None:
+            raise TypeError("AscentResult needs v1, or grad_norm_t to compute it")
+        self._v0, self._v1 = v0, v1
+        self._disp, self._disp_norm, self._grad_norm_t = disp, disp_norm, grad_norm_t
+        self.grad, self.grad_norm, self.cos_psi, self.psi, self.path = (
+            grad,
+            grad_norm,
+            cos_psi,
+            psi,
+            path,
+        )
+
+    @property
+    def v0(self) -> list[Tensor]:
+        if self._v0 is None:
+            with torch.no_grad():
+                self._v0 = torch._foreach_div(self._disp, self._disp_norm.clamp_min(_EPS))
+            self._disp = self._disp_norm = None
+        return self._v0
+
+    @property
+    def v1(self) -> list[Tensor]:
+        if self._v1 is None:
+            with torch.no_grad():
+                self._v1 = torch._foreach_div(self.grad, self._grad_norm_t.clamp_min(_EPS))
+            self._grad_norm_t = None
+        return self._v1
+
+    def __repr__(self) -> str:
+        return (
+            f"AscentResult(grad_norm={self.grad_norm!r}, cos_psi={self.cos_psi!r}, "
+            f"psi={self.psi!r}, tensors={len(self.grad)})"
+        )
 
 
 def _call_grad_fn(
@@ -132,24 +179,37 @@ def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
     """``<a, b>`` in float32 (float64 inputs stay float64) with a constant number of kernels:
     one foreach product, one concatenation, one sum (``geometry.global_dot`` sums per tensor)."""
     dt = torch.float64 if any(t.dtype == torch.float64 for t in (*a, *b)) else torch.float32
-    prods = torch._foreach_mul([t.to(dt) for t in a], [t.to(dt) for t in b])
+    prods = torch._foreach_mul(_as_dtype(a, dt), _as_dtype(b, dt))
     return torch.cat([t.reshape(-1) for t in prods]).sum()
+
+
+def _as_dtype(ts: Sequence[Tensor], dt: torch.dtype) -> Sequence[Tensor]:
+    return ts if all(t.dtype == dt for t in ts) else [t.to(dt) for t in ts]
 
 
 @torch.no_grad()
 def _ascent_result(
     params: list[Tensor], theta0: Sequence[Tensor], grad: list[Tensor]
 ) -> AscentResult:
-    """v0, v1, the angle and ||g|| for params at theta_k with gradient ``grad`` there (one host sync)."""
+    """The angle and ||g|| for params at theta_k with gradient ``grad`` there (one host sync);
+    v0 and v1 are left to compute on first use. Both norms come from one foreach norm."""
     disp = torch._foreach_sub([p.detach() for p in params], list(theta0))
-    dn, gn = global_norm(disp), global_norm(grad)
+    n = len(disp)
+    dt = torch.float64 if any(t.dtype == torch.float64 for t in (*disp, *grad)) else torch.float32
+    # the same per-tensor norms and the same reduction as geometry.global_norm, for both lists
+    norms = torch.stack(torch._foreach_norm([*_as_dtype(disp, dt), *_as_dtype(grad, dt)]))
+    dn, gn = torch.linalg.vector_norm(norms[:n]), torch.linalg.vector_norm(norms[n:])
     cos_t = _dot(disp, grad) / (dn * gn).clamp_min(_EPS)
-    v0 = torch._foreach_div(disp, dn.clamp_min(_EPS))
-    v1 = torch._foreach_div(grad, gn.clamp_min(_EPS))
     cos_f, gn_f = torch.stack([cos_t.double(), gn.double()]).tolist()
     cos_f = min(1.0, max(-1.0, cos_f))
     return AscentResult(
-        v0=v0, v1=v1, grad=grad, grad_norm=gn_f, cos_psi=cos_f, psi=math.acos(cos_f)
+        grad=grad,
+        grad_norm=gn_f,
+        cos_psi=cos_f,
+        psi=math.acos(cos_f),
+        disp=disp,
+        disp_norm=dn,
+        grad_norm_t=gn,
     )
 
 
