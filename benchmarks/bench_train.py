@@ -1,10 +1,13 @@
 """Cost of SAM and XSAM steps relative to SGD, measured in one run on the same model and batch.
 
-    python benchmarks/bench_train.py [--device cpu|cuda] [--model resnet20] [--batch-size 128] [--quick]
+    python benchmarks/bench_train.py [--device cpu|cuda] [--model resnet20,mlp] [--batch-size 128] [--quick]
 
 Prints per-step times and the ratios SAM/SGD, XSAM(k=1, alpha fixed)/SAM, XSAM epoch
 (dynamic alpha: one 21-point search per epoch) / SAM epoch, and k-step XSAM (k=2, 3) / SGD.
-Methods are timed in interleaved rounds and the median per-step time is kept. The
+Methods are timed in interleaved rounds (the order rotates from round to round); each step
+ratio is computed within each round and reported as the median over rounds with its min and
+max, so a burst of load on a shared machine widens the range instead of biasing one method.
+``--model`` takes a comma-separated list (one record per model). The
 XSAM/SAM epoch ratio is measured directly on a short epoch (``--epoch-steps``) and also
 extrapolated to a CIFAR epoch (50,000 / batch size steps) from the measured step and
 search costs. Writes ``benchmarks/results/train-<device>.json``.
@@ -37,7 +40,7 @@ def _sync(device: torch.device) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--model", default="resnet20,mlp", help="model name(s), comma-separated")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=None, help="timed steps per method per round")
     ap.add_argument("--rounds", type=int, default=None)
@@ -47,10 +50,23 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="few steps (for CI or a 2-core CPU)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     ap.add_argument(
-        "--out", default=None, help="JSON file (default benchmarks/results/train-<device>.json)"
+        "--out",
+        default=None,
+        help="JSON file (default benchmarks/results/train-<device>[-<model>].json; "
+        "with several models, -<model> is added to its name)",
     )
     args = ap.parse_args()
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    for name in models:
+        bench(args, name)
 
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def bench(args: argparse.Namespace, model: str) -> None:
+    args = argparse.Namespace(**{**vars(args), "model": model, "models": args.model})
     device = torch.device(
         "cuda"
         if args.device == "auto" and torch.cuda.is_available()
@@ -112,9 +128,10 @@ def main() -> None:
     epoch_sam: list[float] = []
     epoch_xsam: list[float] = []
     search: list[float] = []
-    for _ in range(rounds):
-        for k, opt in opts.items():
-            times[k].append(run(opt, steps, k))
+    order = list(opts)
+    for r in range(rounds):
+        for k in order[r % len(order) :] + order[: r % len(order)]:
+            times[k].append(run(opts[k], steps, k))
         # short "epoch": SAM vs dynamic XSAM (one alpha search at its first step)
         sam_opt = make("sam", rho=0.05)
         epoch_sam.append(run(sam_opt, epoch_steps, "sam") * epoch_steps)
@@ -128,16 +145,23 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     t_search = max(0.0, statistics.median(search))
     cifar_steps = math.ceil(50000 / args.batch_size)
-    ratios = {
-        "sam_over_sgd": med["sam"] / med["sgd"],
-        "xsam_step_over_sam_step": med["xsam_k1_fixed"] / med["sam"],
-        "xsam_epoch_over_sam_epoch_measured": statistics.median(epoch_xsam)
-        / statistics.median(epoch_sam),
-        "xsam_epoch_over_sam_epoch_cifar": (cifar_steps * med["xsam_k1_fixed"] + t_search)
-        / (cifar_steps * med["sam"]),
-        "xsam_k2_over_sgd": med["xsam_k2"] / med["sgd"],
-        "xsam_k3_over_sgd": med["xsam_k3"] / med["sgd"],
+
+    def paired(a: str, b: str) -> dict[str, float]:
+        return _spread([ta / tb for ta, tb in zip(times[a], times[b], strict=True)])
+
+    spreads = {
+        "sam_over_sgd": paired("sam", "sgd"),
+        "xsam_step_over_sam_step": paired("xsam_k1_fixed", "sam"),
+        "xsam_epoch_over_sam_epoch_measured": _spread(
+            [a / b for a, b in zip(epoch_xsam, epoch_sam, strict=True)]
+        ),
+        "xsam_k2_over_sgd": paired("xsam_k2", "sgd"),
+        "xsam_k3_over_sgd": paired("xsam_k3", "sgd"),
     }
+    ratios = {k: v["median"] for k, v in spreads.items()}
+    ratios["xsam_epoch_over_sam_epoch_cifar"] = (cifar_steps * med["xsam_k1_fixed"] + t_search) / (
+        cifar_steps * med["sam"]
+    )
     print(
         f"device {device}, model {args.model}, batch {args.batch_size}, torch {torch.__version__}, "
         f"{rounds} rounds x {steps} steps (median)"
@@ -147,10 +171,15 @@ def main() -> None:
         print(f"{k:<22}{1e3 * v:>12.2f}{v / med['sgd']:>8.2f}")
     print(f"{'alpha search (21 fwd)':<22}{1e3 * t_search:>12.2f}")
     print()
-    print(f"{'ratio':<42}{'value':>8}  target (GPU)")
+    print(f"{'ratio (median over rounds)':<42}{'value':>8}{'min':>8}{'max':>8}  target (GPU)")
     targets = {"sam_over_sgd": "<= 2.05", "xsam_epoch_over_sam_epoch_cifar": "<= 1.05"}
     for k, v in ratios.items():
-        print(f"{k:<42}{v:>8.3f}  {targets.get(k, '')}")
+        lo, hi = (
+            (f"{spreads[k]['min']:>8.3f}", f"{spreads[k]['max']:>8.3f}")
+            if k in spreads
+            else ("", "")
+        )
+        print(f"{k:<42}{v:>8.3f}{lo:>8}{hi:>8}  {targets.get(k, '')}")
     record = {
         "benchmark": "train",
         "device": str(device),
@@ -169,13 +198,23 @@ def main() -> None:
         "ms_per_step": {k: 1e3 * v for k, v in med.items()},
         "alpha_search_ms": 1e3 * t_search,
         "ratios": ratios,
+        "ratio_spread": spreads,
+        "ms_per_step_rounds": {k: [1e3 * t for t in v] for k, v in times.items()},
         "quick": args.quick,
     }
     out = (
         Path(args.out)
         if args.out
-        else Path(__file__).parent / "results" / f"train-{device.type}.json"
+        else Path(__file__).parent
+        / "results"
+        / (
+            f"train-{device.type}.json"
+            if args.model == "resnet20"
+            else f"train-{device.type}-{args.model}.json"
+        )
     )
+    if args.out and "," in args.models:
+        out = out.with_name(f"{out.stem}-{args.model}{out.suffix}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nwrote {out}")
