@@ -37,9 +37,11 @@ from ..distributed import current
 from ..errors import SharpscopeError
 from ..runtime.batches import signature_view
 from ..utils import progress
+from .fast import FastLoop
 from .points import (
     Batch,
     Params,
+    _point_params,
     _tensors_of,
     auto_chunk,
     eval_chunk_loop,
@@ -166,6 +168,7 @@ class _Run:
     on_chunk: Callable[[Surface], None] | None
     device: torch.device
     progress_label: str = "loss surface"
+    fast: FastLoop | None = None  # the faster per-point loop, made on first use
 
     @property
     def out(self) -> Path | None:
@@ -321,7 +324,16 @@ def _eval_chunk(
             chosen = "loop"
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             meta.update({"method": "loop", "vmap_fallback": first[:200]})
-    if chosen == "loop":
+    if chosen == "loop" and _fast_applies(run):
+        if run.fast is None:
+            run.fast = FastLoop(run.model, run.loss_fn, run.batches, run.base, run.dirs)
+
+        def plain(coef: list[float]) -> tuple[float, float]:
+            p = _point_params(run.base, run.dirs, coef)
+            return evaluate_point(run.model, run.loss_fn, run.batches, p)
+
+        losses, accs = run.fast.chunk(coefs, plain)
+    elif chosen == "loop":
         losses, accs = eval_chunk_loop(
             run.model,
             run.loss_fn,
@@ -335,6 +347,14 @@ def _eval_chunk(
     accs = np.asarray(accs, dtype=np.float64)
     accs[~np.isfinite(losses)] = np.nan
     return losses, accs, chosen
+
+
+def _fast_applies(run: _Run) -> bool:
+    """The faster loop (:mod:`.fast`): eval mode, running statistics as they are, CPU convs."""
+    s = run.settings
+    if s.mode != "eval" or s.recompute_bn:
+        return False
+    return FastLoop.pays(run.model, run.device, run.batches)
 
 
 def _quiet_estimate(ctx: Any) -> bool:

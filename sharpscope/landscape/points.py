@@ -28,11 +28,32 @@ Params = dict[str, torch.Tensor]
 _BN = nn.modules.batchnorm._BatchNorm
 
 
+IGNORE_INDEX = -100  # targets no loss counts (token padding), as in training/evaluate.py
+
+
 def _is_classification(out: Any, y: Any) -> bool:
+    """Class scores: ``(B, C)`` with ``(B,)`` or ``(B, T, V)`` with ``(B, T)`` integer targets."""
     if not isinstance(y, torch.Tensor):  # a mapping batch without labels
         return False
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        return False
     out = output_tensor(out)
-    return out.ndim == 2 and y.ndim == 1 and not y.is_floating_point() and len(y) == out.shape[0]
+    return out.ndim >= 2 and tuple(y.shape) == tuple(out.shape[:-1])
+
+
+def _hits(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Argmax hits; for sequence outputs only at kept tokens (target not ``-100``)."""
+    hit = out.argmax(-1) == y
+    if out.ndim >= 3:
+        hit = hit & (y != IGNORE_INDEX)
+    return hit.sum()
+
+
+def _counted(y: Any, weight: float) -> float:
+    """What a batch's accuracy is a fraction of: its kept tokens, or its weight (samples)."""
+    if isinstance(y, torch.Tensor) and y.ndim >= 2:
+        return float((y != IGNORE_INDEX).sum())
+    return weight
 
 
 def _tensors_of(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -64,7 +85,7 @@ def evaluate_point(
     ``loss_fn.weight(batch)`` (:func:`sharpscope.runtime.batches.batch_weight`).
     """
     total = correct = None
-    n = 0
+    n = counted = 0
     cls = True
     with torch.no_grad():
         for batch in batches:
@@ -74,12 +95,13 @@ def evaluate_point(
             total = loss if total is None else total + loss
             y = batch_target(batch)
             if cls and _is_classification(out, y):
-                c = (output_tensor(out).argmax(-1) == y).sum()
+                c = _hits(output_tensor(out), y)
                 correct = c if correct is None else correct + c
+                counted += _counted(y, w)
             else:
                 cls = False
             n += w
-    acc = float(correct) / n if (cls and correct is not None) else math.nan
+    acc = float(correct) / counted if (cls and correct is not None and counted) else math.nan
     return float(total) / n, acc
 
 
@@ -155,7 +177,7 @@ def eval_chunk_vmap(
         loss = loss_of_output(loss_fn, out, batch)
         y = batch_target(batch)
         if _is_classification(out, y):
-            correct = (output_tensor(out).argmax(-1) == y).sum()
+            correct = _hits(output_tensor(out), y)
         else:
             correct = torch.full((), -1, dtype=torch.long, device=loss.device)
         return loss, correct
@@ -176,7 +198,7 @@ def _run_vmapped(
 ) -> tuple[np.ndarray, np.ndarray]:
     total = torch.zeros(points, dtype=torch.float64, device=device)
     correct = torch.zeros(points, dtype=torch.long, device=device)
-    n = 0
+    n = counted = 0
     cls = True
     for batch in batches:
         lo, co = fn(stacked, batch)
@@ -185,8 +207,9 @@ def _run_vmapped(
         if (co < 0).any():
             cls = False
         correct += co
+        counted += _counted(batch_target(batch), w)
         n += w
-    acc = (correct.double() / n).cpu().numpy() if cls else np.full(points, np.nan)
+    acc = (correct.double() / counted).cpu().numpy() if cls and counted else np.full(points, np.nan)
     return (total / n).cpu().numpy(), acc
 
 
