@@ -86,6 +86,14 @@ def test_cli_trains_mapping_batches_with_a_user_loss_like_a_hand_loop(
     assert record["test_loss"] == pytest.approx(test_loss, abs=1e-6)
     assert record["test_acc"] == pytest.approx(test_acc, abs=1e-12)
     assert "perplexity" not in record
+    # the checkpoint names the loss by import path: a probe imports it only from --loss
+    probe = ["info", str(out / "final.pt"), *OPTS[:4], "--json", "-"]
+    r = cli_runner.invoke(cli_app, probe)
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert r.exit_code != 0 and len(lines) == 1 and lines[0].startswith("error:"), r.output
+    assert "never imports a loss named in a file" in lines[0]
+    r = cli_runner.invoke(cli_app, [*probe, "--loss", "_issue15_train:loss"])
+    assert r.exit_code == 0, r.output
 
 
 def test_factory_batches_resume_bit_identical(tmp_path, user):
