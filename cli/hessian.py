@@ -223,8 +223,15 @@ def eigen(
         ),
     )
     emit_json(json_out, out)
+    _note_mode(out, quiet)
     if not (quiet or _stdout_json(json_out)):
         _print_eigen(out)
+
+
+def _note_mode(out: dict[str, Any], quiet: bool) -> None:
+    """The BatchNorm train-mode note, once, on stderr (the probe adds it only then)."""
+    if out.get("mode_note") and not quiet:
+        typer.echo(f"note: train mode: {out['mode_note']}", err=True)
 
 
 def _print_trace(out: dict[str, Any]) -> None:
@@ -296,6 +303,7 @@ def trace(
         ),
     )
     emit_json(json_out, out)
+    _note_mode(out, quiet)
     if not (quiet or _stdout_json(json_out)):
         _print_trace(out)
 
@@ -361,11 +369,16 @@ def esd(
         ),
     )
     emit_json(json_out, out)
+    _note_mode(out, quiet)
     if quiet or _stdout_json(json_out):
         return
+    se = out.get("trace_stderr")
     lines = [
         f"spectrum   [{out['lambda_min']:.5g}, {out['lambda_max']:.5g}]",
-        f"trace      ~{out['trace_estimate']:.5g} (SLQ)",
+        f"trace      {out['trace_estimate']:.5g} +- {se:.2g} (SLQ, standard error over "
+        f"{out['runs']} runs)"
+        if se is not None
+        else f"trace      {out['trace_estimate']:.5g} (SLQ; one run: no error bar)",
         f"{out['hvp_count']} Hessian-vector products ({out['backend']}), {out['seconds']:.2f} s, "
         f"{out['runs']} runs x {out['iters']} steps, {out['samples']} samples, {out['mode']} mode",
     ]

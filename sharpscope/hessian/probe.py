@@ -78,6 +78,18 @@ def _folder_options(path: Path, *, loss: str | None, normalize: str | None) -> N
         )
 
 
+def _mode_note(out: dict[str, Any], model: Any, mode: str) -> dict[str, Any]:
+    """Add ``mode_note`` (:data:`~sharpscope.hessian.reprs.MODE_NOTE`) to a train-mode
+    probe of a model with BatchNorm, whose Hessian then differs from the eval one."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    from .reprs import MODE_NOTE
+
+    if mode == "train" and any(isinstance(m, _BatchNorm) for m in model.modules()):
+        out["mode_note"] = MODE_NOTE
+    return out
+
+
 def _data_settings(
     *,
     samples: int | None,
@@ -174,25 +186,14 @@ def probe_eigen(
         **kw,
     )
     out: dict[str, Any] = {"checkpoint": str(path), **res.to_dict()}
+    _mode_note(out, problem.model, mode)
     if per_layer:
         layers = layer_eigenvalues(
             problem.model, problem.loss_fn, batches, k=k, params=params, quiet=quiet, **kw
         )
         out["layers"] = {name: r.to_dict() for name, r in layers.items()}
     if save_vectors_to is not None:
-        from .vectors import save_vectors, weights_fingerprint
-
-        save_vectors(
-            save_vectors_to,
-            vectors=res.vectors(),
-            eigenvalues=res.eigenvalues,
-            which=which,
-            source=str(path),
-            mode=mode,
-            samples=res.samples,
-            fingerprint=weights_fingerprint(problem.model),
-        )
-        out["vectors_file"] = str(save_vectors_to)
+        out["vectors_file"] = _save_vectors(save_vectors_to, res, problem, path, which, mode)
     if compare_pyhessian:
         from .pyhessian_compat import pyhessian_eigenvalues
 
@@ -205,6 +206,23 @@ def probe_eigen(
         _plot_spectrum(res, plot, path)
         out["plot"] = str(plot)
     return out
+
+
+def _save_vectors(to: Any, res: Any, problem: Any, path: Path, which: str, mode: str) -> str:
+    """Write the eigenvectors with their checkpoint's path and weights' fingerprint."""
+    from .vectors import save_vectors, weights_fingerprint
+
+    save_vectors(
+        to,
+        vectors=res.vectors(),
+        eigenvalues=res.eigenvalues,
+        which=which,
+        source=str(path),
+        mode=mode,
+        samples=res.samples,
+        fingerprint=weights_fingerprint(problem.model),
+    )
+    return str(to)
 
 
 def _plot_spectrum(res: Any, plot: str | Path, path: Path) -> None:
@@ -293,6 +311,7 @@ def probe_trace(
         max_memory=max_memory,
     )
     out: dict[str, Any] = {"checkpoint": str(path), **res.to_dict()}
+    _mode_note(out, problem.model, mode)
     if compare_pyhessian:
         from .pyhessian_compat import pyhessian_trace
 
@@ -359,6 +378,7 @@ def probe_esd(
         quiet=quiet,
     )
     out: dict[str, Any] = {"checkpoint": str(path), **res.to_dict()}
+    _mode_note(out, problem.model, mode)
     title = f"Hessian spectral density ({Path(path).name})"
     if plot is not None:
         import matplotlib.pyplot as plt
