@@ -3,10 +3,13 @@
 The reference (``plot_surface.crunch`` + ``net_plotter.set_weights``): for each grid
 point, copy ``w + a d1 + b d2`` into the model's parameters BY POSITION, evaluate
 every batch, move on. sharpscope: :func:`sharpscope.landscape.evaluate_grid` with
-``method="auto"`` (vmap over chunks of points on CUDA, the loop on CPU); the vmap and
-loop methods are timed too. Results must agree.
+``method="auto"`` (vmap over chunks of points on CUDA; on the CPU the per-point loop,
+channels-last for conv models, see ``sharpscope/landscape/fast.py``); other methods with
+``--methods``. Rounds are interleaved (reference, then each method); the speed-up is the
+median of the per-round ratios, with min-max. Results must agree to 1e-6 (relative), else
+the script exits non-zero.
 
-    python benchmarks/bench_landscape.py [--device cpu|cuda] [--quick]
+    python benchmarks/bench_landscape.py [--device cpu|cuda] [--quick] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -53,7 +56,14 @@ def reference_loop(model, loss_fn, batches, d1, d2, xs, ys):
     return losses
 
 
-def bench_case(name, model_name, kwargs, shape, samples, points, device, batch_size, repeats=2):
+def _median(values):
+    return float(np.median(np.asarray(values, dtype=np.float64)))
+
+
+def bench_case(
+    name, model_name, kwargs, shape, samples, points, device, batch_size, methods, repeats, clock
+):
+    """Interleaved repeats (reference, then each method, per round): ratios per round."""
     torch.manual_seed(0)
     model = build_model(model_name, input_shape=shape, num_classes=10, **kwargs).to(device).eval()
     x = torch.randn(samples, *shape, device=device)
@@ -69,34 +79,44 @@ def bench_case(name, model_name, kwargs, shape, samples, points, device, batch_s
         "params": sum(p.numel() for p in model.parameters()),
         "samples": samples,
         "grid": f"{points}x{points}",
+        "repeats": repeats,
     }
 
     def timed(fn):
-        best, out = float("inf"), None
-        for _ in range(repeats):
-            _sync(device)
-            t = time.perf_counter()
-            out = fn()
-            _sync(device)
-            best = min(best, time.perf_counter() - t)
-        return best, out
+        _sync(device)
+        t = clock()
+        out = fn()
+        _sync(device)
+        return clock() - t, out
 
-    row["reference_s"], ref = timed(
-        lambda: reference_loop(model, loss_fn, batches, d1, d2, axis, axis)
-    )
-    for method in ("auto", "loop", "vmap"):
-        t, s = timed(
-            lambda m=method: evaluate_grid(
-                model, loss_fn, batches, [d1, d2], [axis, axis], method=m, quiet=True
+    times = {k: [] for k in ("reference", *methods)}
+    diffs = {m: 0.0 for m in methods}
+    for _ in range(repeats):
+        t, ref = timed(lambda: reference_loop(model, loss_fn, batches, d1, d2, axis, axis))
+        times["reference"].append(t)
+        for method in methods:
+            t, s = timed(
+                lambda m=method: evaluate_grid(
+                    model, loss_fn, batches, [d1, d2], [axis, axis], method=m, quiet=True
+                )
             )
-        )
-        row[f"{method}_s"] = t
-        row[f"{method}_max_rel_diff"] = float(np.max(np.abs(s.loss - ref) / np.abs(ref)))
-        if method == "auto":
-            row["auto_method"] = s.meta["method"]
-            row["auto_chunk"] = s.meta["chunk_size"]
-    row["speedup_auto"] = row["reference_s"] / row["auto_s"]
-    row["speedup_vmap"] = row["reference_s"] / row["vmap_s"]
+            times[method].append(t)
+            diff = float(np.max(np.abs(s.loss - ref) / np.abs(ref)))
+            diffs[method] = max(diffs[method], diff)
+            if method == "auto":
+                row["auto_method"] = s.meta["method"]
+                row["auto_chunk"] = s.meta["chunk_size"]
+    row["reference_s"] = _median(times["reference"])
+    for method in methods:
+        ratios = [r / t for r, t in zip(times["reference"], times[method], strict=True)]
+        row[f"{method}_s"] = _median(times[method])
+        row[f"{method}_times_s"] = times[method]
+        row[f"speedup_{method}"] = _median(ratios)
+        row[f"speedup_{method}_min"] = min(ratios)
+        row[f"speedup_{method}_max"] = max(ratios)
+        row[f"{method}_max_rel_diff"] = diffs[method]
+        row[f"{method}_equal_1e-6"] = diffs[method] <= 1e-6
+    row["reference_times_s"] = times["reference"]
     return row
 
 
@@ -104,33 +124,59 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="small grids and data (a smoke run)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated: auto,loop,vmap (default: auto on CPU, auto,vmap on CUDA)",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "process"),
+        default="wall",
+        help="process: this process's CPU time (a guide on a shared, busy CPU; not for CUDA)",
+    )
     args = parser.parse_args()
+    clock = time.process_time if args.clock == "process" else time.perf_counter
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
+    methods = tuple((args.methods or ("auto,vmap" if cuda else "auto")).split(","))
     points = 5 if args.quick else (21 if cuda else 11)
     cases = [("small CNN", "cnn", {}, (3, 32, 32), 256 if args.quick else 2048)]
     cases.append(
         ("ResNet-20", "resnet20", {}, (3, 32, 32), 64 if args.quick else (2048 if cuda else 256))
     )
     rows = [
-        bench_case(n, m, kw, shape, samples, points, device, 512 if cuda else 256)
+        bench_case(
+            n,
+            m,
+            kw,
+            shape,
+            samples,
+            points,
+            device,
+            512 if cuda else 256,
+            methods,
+            args.repeats,
+            clock,
+        )
         for n, m, kw, shape, samples in cases
     ]
-    head = (
-        f"{'case':<10} {'params':>8} {'N':>5} {'grid':>6} {'reference':>10} {'auto':>8} {'(method)':>9} "
-        f"{'vmap':>8} {'loop':>8} {'auto x':>7} {'vmap x':>7} {'max rel diff':>12}"
+    print(
+        f"{'case':<10} {'params':>8} {'N':>5} {'grid':>6} {'reference':>10}  method  median x (min-max)  max rel diff"
     )
-    print(head)
+    ok = True
     for r in rows:
-        print(
-            f"{r['case']:<10} {r['params']:>8} {r['samples']:>5} {r['grid']:>6} {r['reference_s']:>9.3f}s "
-            f"{r['auto_s']:>7.3f}s {r['auto_method']:>9} {r['vmap_s']:>7.3f}s {r['loop_s']:>7.3f}s "
-            f"{r['speedup_auto']:>6.2f}x {r['speedup_vmap']:>6.2f}x "
-            f"{max(r['auto_max_rel_diff'], r['vmap_max_rel_diff']):>12.1e}"
-        )
+        for m in methods:
+            ok = ok and r[f"{m}_equal_1e-6"]
+            print(
+                f"{r['case']:<10} {r['params']:>8} {r['samples']:>5} {r['grid']:>6} "
+                f"{r['reference_s']:>9.3f}s  {m:<6} {r[f'{m}_s']:>7.3f}s {r[f'speedup_{m}']:>5.2f}x "
+                f"({r[f'speedup_{m}_min']:.2f}-{r[f'speedup_{m}_max']:.2f})  {r[f'{m}_max_rel_diff']:.1e}"
+            )
     record = {
         "benchmark": "landscape",
         "device": str(device),
@@ -141,6 +187,7 @@ def main() -> None:
         "torch": torch.__version__,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "quick": args.quick,
+        "clock": args.clock,
         "rows": rows,
     }
     out = (
@@ -151,6 +198,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"written {out}")
+    if not ok:
+        raise SystemExit(
+            "error: sharpscope's grid differs from the reference loop by more than 1e-6"
+        )
 
 
 if __name__ == "__main__":
