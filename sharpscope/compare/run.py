@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -107,31 +107,9 @@ def compare(
     :class:`SharpscopeError` for no checkpoints, missing files, checkpoints that are not
     comparable, bad settings, a report in ``out`` made with other settings (no ``force``).
     """
+    given = locals()  # every keyword, named as the settings' fields
     chosen = choose_probes(probes)
-    settings = CompareSettings(
-        samples=samples,
-        batch_size=batch_size,
-        top_k=top_k,
-        rho=rho,
-        range1d=range1d,
-        range2d=range2d,
-        directions_count=directions_count,
-        seed=seed,
-        mode=mode,
-        trace_probes=trace_probes,
-        density_runs=density_runs,
-        density_iters=density_iters,
-        worst_steps=worst_steps,
-        worst_restarts=worst_restarts,
-        average_draws=average_draws,
-        plane_range=plane_range,
-        interp_range=interp_range,
-        model=model,
-        model_kwargs=model_kwargs,
-        data=data,
-        loss=loss,
-        normalize=normalize,
-    )
+    settings = CompareSettings(**{f.name: given[f.name] for f in fields(CompareSettings)})
     figures = FigureOptions(formats=formats, color_scale=color_scale)
     spec = group_spec(checkpoints)
     inputs, groups = (
