@@ -2,7 +2,9 @@
 
 Measured on a 2-core CPU (process time, one thread; ``benchmarks/bench_landscape.py``):
 channels-last memory for the conv weights and 4-D inputs runs the convolutions of the
-small CNN about 3x and of ResNet-20 about 1.7x faster than the default layout. What did
+small CNN about 3x and of ResNet-20 about 1.3-1.7x faster than the default layout, and
+writing each point into a preallocated channels-last copy of the model (``_foreach``
+copy/add) instead of ``functional_call`` with a fresh dict saves about 5% more. What did
 not pay there: ``torch.inference_mode`` (the same as ``no_grad``), the whole subset in
 one forward (slower for the small CNN), and folding eval-mode BatchNorm into the
 preceding convolution (1.3x on ResNet-20 in the default layout, nothing on top of
@@ -16,6 +18,7 @@ than ``1e-6`` (relative), the run uses the plain loop.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .points import Batch, Params, _point_params, evaluate_point
+from .points import Batch, Params, _point_params, _tensors_of, evaluate_point
 
 __all__ = ["FastLoop", "TOLERANCE"]
 
@@ -69,6 +72,27 @@ class FastLoop:
         self.dirs = [{n: _channels_last(t) for n, t in d.items()} for d in dirs]
         self.checked = False
         self.enabled = True
+        self.work = self._work_copy(model)
+
+    def _work_copy(self, model: nn.Module) -> nn.Module | None:
+        """A channels-last copy of the model whose tensors each point is written into.
+
+        Writing a point with ``torch._foreach_copy_``/``_foreach_add_`` into preallocated
+        tensors saves the allocations and the ``functional_call`` of every batch; a model
+        that cannot be copied is evaluated with ``functional_call`` instead.
+        """
+        try:
+            work = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        except Exception:  # noqa: BLE001 - any model deepcopy cannot handle: the other way
+            return None
+        own = _tensors_of(work)
+        names = list(self.base)
+        self._targets = [own[n] for n in names]
+        self._centre = [self.base[n] for n in names]
+        self._steps = [
+            ([own[n] for n in names if n in d], [d[n] for n in names if n in d]) for d in self.dirs
+        ]
+        return work
 
     @staticmethod
     def pays(model: nn.Module, device: torch.device, batches: Sequence[Batch]) -> bool:
@@ -85,8 +109,15 @@ class FastLoop:
 
     def point(self, coef: Sequence[float]) -> tuple[float, float]:
         """Loss and accuracy at ``base + sum coef_i dirs_i``."""
-        p = _point_params(self.base, self.dirs, coef)
-        return evaluate_point(self.model, self.loss_fn, self.batches, p)
+        if self.work is None:
+            p = _point_params(self.base, self.dirs, coef)
+            return evaluate_point(self.model, self.loss_fn, self.batches, p)
+        with torch.no_grad():
+            torch._foreach_copy_(self._targets, self._centre)
+            for c, (targets, step) in zip(coef, self._steps, strict=True):
+                if c != 0.0 and targets:
+                    torch._foreach_add_(targets, step, alpha=c)
+        return evaluate_point(self.work, self.loss_fn, self.batches)
 
     def _first(self, plain: Callable[[], tuple[float, float]], coef: list[float]):
         """The plain loop's value at the first point; the fast path stays on if it agrees."""

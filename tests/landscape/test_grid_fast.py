@@ -186,3 +186,22 @@ def test_token_accuracy_counts_only_kept_tokens():
     want = ((out.argmax(-1) == y) & keep).sum().item() / keep.sum().item()
     loss, acc = evaluate_point(model, _token_loss, [(x, y)])
     assert acc == pytest.approx(want, abs=1e-12) and math.isfinite(loss)
+
+
+def test_a_model_deepcopy_cannot_copy_is_evaluated_with_functional_call():
+    import threading
+
+    model = make_model("cnn", {"channels": [4, 6], "batchnorm": True}).eval()
+    model.lock = threading.Lock()  # deepcopy raises TypeError on it
+    batches = _batches()
+    dirs = _directions(model)
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert FastLoop(model, nn.functional.cross_entropy, batches, base, dirs).work is None
+    xs, ys = np.linspace(-1, 1, 3), np.linspace(-1, 1, 2)
+    surface = evaluate_grid(
+        model, nn.functional.cross_entropy, batches, dirs, [xs, ys], method="loop", quiet=True
+    )
+    del model.lock
+    want_loss, want_acc = _plain_loop(model, batches, dirs, xs, ys)
+    np.testing.assert_allclose(surface.loss, want_loss, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(surface.accuracy, want_acc, rtol=0, atol=1e-12)
