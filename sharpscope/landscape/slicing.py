@@ -93,7 +93,7 @@ def slice_problem(
     )
     kind = f"{dirs.kind} directions"
     if eigvecs is not None:
-        kind = _check_vectors_source(dirs, problem, eigvecs, allow_foreign_vectors)
+        kind = _check_vectors_source(dirs, problem, eigvecs, allow_foreign_vectors, quiet)
     resolved = dirs.resolve(problem.model)
     if save_directions is not None:
         dirs.save(save_directions)
@@ -175,12 +175,12 @@ def _slice_directions(
 
 
 def _check_vectors_source(
-    dirs: Directions, problem: Problem, eigvecs: str | Path, allow_foreign: bool
+    dirs: Directions, problem: Problem, eigvecs: str | Path, allow_foreign: bool, quiet: bool
 ) -> str:
     """The title's name of eigenvector directions, after checking they belong to the
     probed weights (the file's ``source_fingerprint``): another checkpoint's are refused
     unless ``allow_foreign`` (then recorded in the meta as ``foreign``); a file without a
-    fingerprint gets a one-line notice."""
+    fingerprint gets a one-line notice (unless ``quiet``)."""
     import sys
 
     from ..hessian.vectors import weights_fingerprint
@@ -189,6 +189,8 @@ def _check_vectors_source(
     recorded = dirs.meta.get("source_fingerprint")
     source = printable(dirs.meta.get("source") or "an unknown checkpoint")
     if recorded is None:
+        if quiet:
+            return "eigen directions"
         print(
             f"notice: {eigvecs} does not record the weights its eigenvectors were computed on "
             "(written by an older sharpscope): their source cannot be checked",
