@@ -167,12 +167,15 @@ def _seed_status(run: Path, optimizer: str, t: dict[str, Any], seed: int) -> str
             and len(ck.metrics) == t["epochs"]
             and ck.seed == seed
             and hp.get("lr") == t["lr"]
+            and hp.get("base", "sgd") == t.get("base", "sgd")
+            and (ck.model or {}).get("name") == t["model"]
             and (optimizer == "sgd" or hp.get("rho") == t["rho"])
         )
         if not same:
             raise SharpscopeError(
-                f"{run} holds a different run ({(ck.optimizer or {}).get('name')}, "
-                f"{len(ck.metrics)} epochs): use --force to retrain or another --out"
+                f"{run} holds a different run ({(ck.optimizer or {}).get('name')} on "
+                f"{(ck.model or {}).get('name')}, {len(ck.metrics)} epochs): use --force to "
+                "retrain or another --out"
             )
         return "reused"
     return "resumed" if last.is_file() else "trained"
@@ -188,24 +191,37 @@ _TRAIN_KEYS = ("model", "data", "epochs", "batch_size", "lr", "momentum", "weigh
 _TRAIN_KEYS += ("schedule", "rho", "save_every", "model_kwargs", "loss", "base", "warmup_epochs")
 
 
-def _train_group(
-    folder: Path, optimizer: str, t: dict[str, Any], *, device: str, quiet: bool, force: bool
-) -> str:
-    """Train every seed of one optimizer into ``folder/seed{k}`` (resuming, reusing)."""
-    from .training import seed_folder, train_seeds
+def _group_status(folder: Path, optimizer: str, t: dict[str, Any], *, force: bool) -> list[str]:
+    """Each seed's ``reused``/``resumed``/``trained``; refuses a folder holding another run
+    (checked for every group before any training)."""
+    from .training import seed_folder
 
-    old = _old_layout(folder)
-    if old and not force:
+    if _old_layout(folder) and not force:
         raise SharpscopeError(
             f"{folder} holds a different run (a single run, not seed folders): use --force to "
             "retrain or another --out"
         )
-    for path in old:  # --force: the old single run makes way for the seeds
-        path.unlink()
-    status = [
+    return [
         "trained" if force else _seed_status(seed_folder(folder, k), optimizer, t, k)
         for k in t["seeds"]
     ]
+
+
+def _train_group(
+    folder: Path,
+    optimizer: str,
+    t: dict[str, Any],
+    status: list[str],
+    *,
+    device: str,
+    quiet: bool,
+    force: bool,
+) -> str:
+    """Train every seed of one optimizer into ``folder/seed{k}`` (resuming, reusing)."""
+    from .training import train_seeds
+
+    for path in _old_layout(folder):  # --force: the old single run makes way for the seeds
+        path.unlink()
     kwargs = {k: t[k] for k in _TRAIN_KEYS if k in t}
     train_seeds(
         seeds=list(t["seeds"]),
@@ -314,10 +330,11 @@ def _run_demo_locked(
     from .compare import compare
 
     t, groups = settings["train"], _groups(task)
+    checked = {name: _group_status(out / name, opt, t, force=force) for name, opt in groups.items()}
     status = {}
     for name, optimizer in groups.items():
         status[name] = _train_group(
-            out / name, optimizer, t, device=device, quiet=quiet, force=force
+            out / name, optimizer, t, checked[name], device=device, quiet=quiet, force=force
         )
     report = compare(
         {name: [out / name / f"seed{k}" for k in t["seeds"]] for name in groups},

@@ -87,6 +87,14 @@ def test_quick_text_demo_reports_perplexity(text_demo):
         assert summary["details"][label]["over_training"]["epochs"] == [0, 1, 2]
 
 
+def test_image_demo_refuses_the_text_demos_folder_before_training(text_demo):
+    out, _ = text_demo
+    r = _invoke(["demo", "--quick", "--out", str(out), "--device", "cpu"])
+    assert r.exit_code != 0 and "holds a different run (sam on gpt, 2 epochs)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (out / "sgd").exists()  # every group is checked before any is trained
+
+
 def test_text_demo_bad_task_is_one_line(tmp_path):
     r = _invoke(["demo", "--task", "audio", "--quick", "--out", str(tmp_path / "d")])
     assert r.exit_code != 0 and "unknown demo task 'audio'" in r.stderr, r.output
