@@ -205,3 +205,66 @@ def test_a_model_deepcopy_cannot_copy_is_evaluated_with_functional_call():
     want_loss, want_acc = _plain_loop(model, batches, dirs, xs, ys)
     np.testing.assert_allclose(surface.loss, want_loss, rtol=1e-6, atol=0)
     np.testing.assert_allclose(surface.accuracy, want_acc, rtol=0, atol=1e-12)
+
+
+def test_batchnorm_folds_with_each_points_own_statistics():
+    model = make_model("cnn", {"channels": [4, 6], "batchnorm": True}).eval()
+    batches = _batches()
+    g = torch.Generator().manual_seed(5)
+    tensors = dict(model.named_parameters())
+    tensors.update({n: b for n, b in model.named_buffers() if "running_var" in n})
+    dirs = [{n: 0.2 * torch.rand(t.shape, generator=g) for n, t in tensors.items()}] * 2
+    base = {n: t.detach().clone() for n, t in tensors.items()}
+    fast = FastLoop(model, nn.functional.cross_entropy, batches, base, dirs)
+    assert fast._folded is not None and len(fast._folded.pairs) == 2
+    coefs = np.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.5], [0.5, 1.0]])
+
+    def plain(c):
+        p = {n: base[n] + c[0] * dirs[0][n] + c[1] * dirs[1][n] for n in base}
+        return evaluate_point(model, nn.functional.cross_entropy, batches, p)
+
+    with torch.no_grad():
+        losses, _ = fast.chunk(coefs, plain)
+    assert fast.enabled  # the folded path agreed on the first point and computed the rest
+    want = [plain(list(c))[0] for c in coefs]
+    np.testing.assert_allclose(losses, want, rtol=1e-6, atol=0)
+    assert len({round(v, 6) for v in want}) == len(want)  # the statistics moved the loss
+
+
+class _SkipsBatchNorm(nn.Module):
+    """The conv's output feeds the BatchNorm AND the sum: folding it would be wrong."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.fc = nn.Linear(3, 10)
+        self.bn.running_mean.uniform_(-0.5, 0.5)
+        self.bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        h = self.conv(x)
+        return self.fc((self.bn(h) + h).mean((2, 3)))
+
+
+def test_a_wrong_fold_is_caught_by_the_first_point_and_the_plain_loop_is_used():
+    torch.manual_seed(0)
+    model = _SkipsBatchNorm().eval()
+    batches = _batches()
+    dirs = _directions(model)
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    fast = FastLoop(model, nn.functional.cross_entropy, batches, base, dirs)
+    assert fast._folded is not None  # the hooks cannot see the second use
+    with torch.no_grad():
+        fast.chunk(
+            np.zeros((2, 2)),
+            lambda c: evaluate_point(model, nn.functional.cross_entropy, batches),
+        )
+    assert not fast.enabled
+    xs, ys = np.linspace(-1, 1, 3), np.linspace(-1, 1, 2)
+    surface = evaluate_grid(
+        model, nn.functional.cross_entropy, batches, dirs, [xs, ys], method="loop", quiet=True
+    )
+    want_loss, want_acc = _plain_loop(model, batches, dirs, xs, ys)
+    np.testing.assert_allclose(surface.loss, want_loss, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(surface.accuracy, want_acc, rtol=0, atol=1e-12)
