@@ -9,8 +9,8 @@ BatchNorm folded into the convolution that feeds it (:mod:`.fold`, recomputed pe
 saves about 15% more on ResNet-20. What did not pay there: ``torch.inference_mode`` (the
 same as ``no_grad``), the whole subset in one forward (slower for the small CNN), oneDNN
 (``torch.utils.mkldnn``) modules (no faster than channels-last, and some models break),
-and ``torch.compile`` (not tried: its compile time exceeds a CPU grid's few seconds per
-point saved), so they are not used.
+so they are not used. ``torch.compile`` was not measured (its compile time would have to
+be repaid within one grid).
 
 The numbers are those of the plain loop up to float rounding (the convolutions sum in
 another order; relative differences about 1e-7). :class:`FastLoop` checks that on the

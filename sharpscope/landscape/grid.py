@@ -8,7 +8,8 @@ computes the same numbers but
   :func:`torch.func.functional_call` under :func:`torch.func.vmap`, the chunk size
   chosen from free GPU memory; where that does not pay (the CPU, where vmap over
   points measured 6.5x slower than the loop) or the model cannot be vmapped, it
-  evaluates one point at a time, with the same numbers (:mod:`.points`);
+  evaluates one point at a time, with the same numbers (:mod:`.points`; in eval mode
+  on the CPU, conv models run channels-last with BatchNorm folded, :mod:`.fast`);
 * is incremental and resumable: with ``out_dir`` the surface is written atomically
   (``surface.npz`` + ``meta.json``, :mod:`.surface`) after every chunk, and calling it
   again with the same settings computes only the missing points (:mod:`.resume`);
