@@ -8,7 +8,7 @@ same small training loop (an MLP, fixed size, fixed steps, fixed seed) in fresh
 subprocesses with
 
 - ``default``:    torch's default thread count (OMP_NUM_THREADS removed from the env),
-- ``configured``: ``sharpscope.threads.configure_threads(--threads)`` (affinity + cgroup
+- ``configured``: ``sharpscope.runtime.threads.configure_threads(--threads)`` (affinity + cgroup
   quota, or the given count),
 - ``1 thread``:   ``configure_threads(1)``, what the load note suggests,
 
@@ -40,13 +40,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sharpscope.threads import choose_threads, usable_cpus  # noqa: E402
+from sharpscope.runtime.threads import choose_threads, usable_cpus  # noqa: E402
 
 WORKLOAD = r"""
 import resource, sys, time
 mode, steps, width, batch, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 if mode != "default":
-    from sharpscope.threads import configure_threads
+    from sharpscope.runtime.threads import configure_threads
     configure_threads(int(mode))
 import torch
 torch.manual_seed(0)

@@ -205,8 +205,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
     In a distributed run the ranks other than 0 say which rank they are.
     """
-    from sharpscope.distributed import current
-    from sharpscope.sanitize import printable
+    from sharpscope.runtime.distributed import current
+    from sharpscope.runtime.sanitize import printable
 
     ctx = current()
     where = f" (rank {ctx.rank})" if ctx is not None and not ctx.is_main else ""
@@ -359,7 +359,7 @@ _THREADS: list[int | None] = [None]
 
 def set_threads(value: int | None) -> None:
     """Validate and store the root ``--threads`` for the command (imports no torch)."""
-    from sharpscope.threads import choose_threads
+    from sharpscope.runtime.threads import choose_threads
 
     _THREADS[0] = None
     if value is not None:
@@ -371,14 +371,14 @@ def start_threads() -> int:
     """Set torch's thread count before a command's work; return it.
 
     ``--threads N`` is applied as given. Without it, the count is that of
-    :func:`sharpscope.threads.choose_threads` (``OMP_NUM_THREADS``, else the CPUs this
+    :func:`sharpscope.runtime.threads.choose_threads` (``OMP_NUM_THREADS``, else the CPUs this
     process may use: the affinity mask and the cgroup quota), never more than torch has
     already (an embedding program may have lowered it). On a terminal, a machine busier
-    than its CPUs gets the one-line note of :func:`sharpscope.threads.load_average_note`.
+    than its CPUs gets the one-line note of :func:`sharpscope.runtime.threads.load_average_note`.
     Ctrl-C here (torch is being imported) is the start-up interruption: nothing was done.
     """
     try:
-        from sharpscope.threads import choose_threads, configure_threads, load_average_note
+        from sharpscope.runtime.threads import choose_threads, configure_threads, load_average_note
 
         requested = _THREADS[0]
         if requested is None:
@@ -427,11 +427,11 @@ def parse_json_dict(text: str | None, *, option: str = "--model-kwargs") -> dict
 
 def emit_json(path: Path | None, obj: Any) -> None:
     """Write ``obj`` as JSON to ``path`` (atomically), or to stdout when ``path`` is ``-``."""
-    from sharpscope.distributed import is_main
+    from sharpscope.runtime.distributed import is_main
 
     if path is None or not is_main():  # distributed runs: rank 0 reports
         return
-    from sharpscope.utils import atomic_write_json, to_jsonable
+    from sharpscope.runtime.files import atomic_write_json, to_jsonable
 
     if str(path) == "-":
         sys.stdout.write(json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n")
@@ -542,7 +542,7 @@ def distributed_setup(device: str, quiet: bool) -> tuple[str, bool]:
     Returns the device this rank uses (``cuda:LOCAL_RANK`` with GPUs) and ``quiet``,
     forced on the ranks other than 0 (only rank 0 prints and writes).
     """
-    from sharpscope.distributed import init_distributed, world_size_from_env
+    from sharpscope.runtime.distributed import init_distributed, world_size_from_env
 
     if world_size_from_env() <= 1:
         return device, quiet

@@ -22,7 +22,7 @@ from ._common import (
 
 
 def _format_metrics(metrics: dict) -> str:
-    from sharpscope.sanitize import printable
+    from sharpscope.runtime.sanitize import printable
 
     parts = []
     for key, value in metrics.items():
@@ -121,10 +121,10 @@ def register(app: typer.Typer) -> None:
         --data (a plain state dict) the model is also evaluated: the loss on the training
         split, with the normalisation applied stated.
         """
-        from sharpscope.checkpoint import load_checkpoint
-        from sharpscope.data import load_data
         from sharpscope.errors import CheckpointError
-        from sharpscope.sanitize import printable
+        from sharpscope.problem.checkpoint import load_checkpoint
+        from sharpscope.problem.data import load_data
+        from sharpscope.runtime.sanitize import printable
 
         kwargs = parse_json_dict(model_kwargs) or None
         shape = classes = None

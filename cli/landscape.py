@@ -66,7 +66,7 @@ def _fmt(v: Any) -> str:
 
 def _check_json(json_out: Path | None) -> None:
     """Fail before any work when the --json file cannot be written."""
-    from sharpscope.utils import check_writable
+    from sharpscope.runtime.files import check_writable
 
     if json_out is not None and str(json_out) != "-":
         check_writable(json_out, what="--json")
@@ -116,7 +116,7 @@ def slice_cmd(
     device, quiet = distributed_setup(device, quiet)
     _check_json(json_out)
     from sharpscope.landscape.slicing import slice_problem
-    from sharpscope.utils import parse_range
+    from sharpscope.runtime.ranges import parse_range
 
     figure = _figure_options(levels, vmin, vmax, formats)
     parse_range(xrange, name="--range")
@@ -219,7 +219,7 @@ def interpolate_cmd(
     device, quiet = distributed_setup(device, quiet)
     _check_json(json_out)
     from sharpscope.landscape.api import interpolate_problems
-    from sharpscope.utils import parse_range
+    from sharpscope.runtime.ranges import parse_range
 
     figure = _figure_options(None, None, None, formats)
     parse_range(xrange, name="--range")
@@ -372,7 +372,7 @@ def trajectory_cmd(
 def _check_run_dir(run_dir: Path, xrange: str | None, yrange: str | None) -> Path:
     """The run's final.pt, after checking the ranges and the folder (before loading anything)."""
     from sharpscope.errors import SharpscopeError
-    from sharpscope.utils import parse_range
+    from sharpscope.runtime.ranges import parse_range
 
     for text, name in ((xrange, "--range"), (yrange, "--yrange")):
         if text is not None:

@@ -128,8 +128,8 @@ def _figure_options(
     levels: str | None, vmin: float | None, vmax: float | None, formats: list[str] | None
 ) -> dict[str, Any]:
     """The figure keywords of the library functions, checked before any work."""
-    from sharpscope.figstyle import parse_formats
     from sharpscope.landscape.plots import parse_levels
+    from sharpscope.runtime.figstyle import parse_formats
 
     out: dict[str, Any] = {"formats": parse_formats(",".join(formats or ["png"]))}
     if levels is not None:

@@ -109,7 +109,7 @@ def _sharpness_report(out: dict[str, Any]) -> str:
 
 def _warn_boundary(out: dict[str, Any]) -> None:
     """One ``warning:`` line on stderr when a search ended on its limit (also with --json -)."""
-    from sharpscope.distributed import is_main
+    from sharpscope.runtime.distributed import is_main
 
     if out.get("boundary_note") and is_main():
         typer.echo(f"warning: {out['boundary_note']}", err=True)
@@ -117,7 +117,7 @@ def _warn_boundary(out: dict[str, Any]) -> None:
 
 def _check_json(json_out: Path | None) -> None:
     """Fail before any work when the --json file cannot be written."""
-    from sharpscope.utils import check_writable
+    from sharpscope.runtime.files import check_writable
 
     if json_out is not None and str(json_out) != "-":
         check_writable(json_out, what="--json")

@@ -13,9 +13,10 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import load_checkpoint
 from .errors import SharpscopeError
-from .utils import atomic_write_bytes, check_writable, folder_lock, resolve_device
+from .problem.checkpoint import load_checkpoint
+from .runtime.device import resolve_device
+from .runtime.files import atomic_write_bytes, check_writable, folder_lock
 
 __all__ = ["DEMO_OPTIMIZERS", "DEMO_TASKS", "demo_settings", "run_demo", "README_FIGURES"]
 

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._func import (
+from .runtime.batches import batch_weight, is_batch, loss_on_batch
+from .runtime.functional import (
     flatten_dict,
     params_dict,
     preserved,
@@ -24,7 +25,6 @@ from ._func import (
     select_parameters,
     unflatten_vector,
 )
-from .runtime.batches import batch_weight, is_batch, loss_on_batch
 
 __all__ = ["dense_hessian", "dense_loss", "full_loss"]
 

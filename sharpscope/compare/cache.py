@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from .._cache import (
+from ..errors import SharpscopeError
+from ..runtime.cache import (
     NUM,
     NUM_REQUIRED,
     Damaged,
@@ -27,9 +28,8 @@ from .._cache import (
     read_json_checked,
     surface_problem,
 )
-from ..distributed import current, is_main
-from ..errors import SharpscopeError
-from ..utils import atomic_write_json, to_jsonable
+from ..runtime.distributed import current, is_main
+from ..runtime.files import atomic_write_json, to_jsonable
 from .settings import SETTINGS_FILE
 
 

@@ -12,7 +12,7 @@ __all__ = ["directions_for", "draw_directions", "shared_directions"]
 
 def _on_main(fn: Any) -> Any:
     """``fn()`` on rank 0 only (its result shared) in distributed runs, else ``fn()``."""
-    from ..distributed import current
+    from ..runtime.distributed import current
 
     ctx = current()
     return ctx.run_on_main(fn) if ctx is not None else fn()

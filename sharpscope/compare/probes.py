@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._func import preserved, probe_mode
+from ..runtime.functional import preserved, probe_mode
 
 __all__ = [
     "probe_metrics",
@@ -197,7 +197,7 @@ def probe_slice2d(
 
 
 def probe_plane(problem: Any, batches: list, s: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    from ..plane import xsam_plane
+    from ..sharpness.plane import xsam_plane
 
     res = xsam_plane(
         problem.model,

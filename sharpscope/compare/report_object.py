@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import SharpscopeError
-from ..utils import to_jsonable
+from ..runtime.files import to_jsonable
 from .settings import REPORT_FORMAT
 
 __all__ = ["ComparisonReport"]

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .._cache import Damaged
-from ..distributed import current, is_main
 from ..errors import CheckpointError, SharpscopeError
 from ..report.format import FigureOptions
 from ..runtime.batches import sample_count
-from ..utils import atomic_write_json, check_writable, folder_lock, progress
+from ..runtime.cache import Damaged
+from ..runtime.distributed import current, is_main
+from ..runtime.files import atomic_write_json, check_writable, folder_lock
+from ..runtime.progress import progress
 from . import probes as P
 from .cache import (
     cached,
@@ -188,7 +189,7 @@ def _compare_locked(
 ) -> ComparisonReport:
     """:func:`compare` once the report folder is locked: validate everything, then write."""
     from ..report import write_report
-    from ..utils import resolve_device
+    from ..runtime.device import resolve_device
 
     if not force:
         _on_main(lambda: check_settings_file(out, settings))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SharpscopeError
-from ..utils import parse_range
+from ..runtime.ranges import parse_range
 
 __all__ = ["PROBES", "PROBLEM_OPTIONS", "CompareSettings", "choose_probes"]
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from .._func import probe_mode
 from ..errors import SharpscopeError
 from ..runtime.batches import batch_head, split_batch
+from ..runtime.functional import probe_mode
 
 __all__ = ["backend_cache_path", "clear_backend_cache", "choose_backend", "time_backends"]
 
@@ -65,7 +65,7 @@ def _valid_entry(v: Any) -> bool:
 
 def _write_disk_cache(key: str, backend: str, block: int) -> None:
     """Record one choice (best effort: a read-only or full cache folder is not an error)."""
-    from ..utils import atomic_write_json
+    from ..runtime.files import atomic_write_json
 
     entries = _read_disk_cache()
     entries.pop(key, None)

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._func import probe_mode
 from ..errors import NonFiniteLossError, SharpscopeError
 from ..runtime.batches import batch_weight, nonfinite_inputs
+from ..runtime.functional import probe_mode
 
 __all__ = ["check_determinism", "nonfinite_cause"]
 

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._func import preserved
 from ..errors import SharpscopeError
+from ..runtime.functional import preserved
 from .operator import Batch, HessianOperator
 
 __all__ = ["DensityResult", "slq_density", "spectral_density", "broaden"]
@@ -188,7 +188,7 @@ def slq_density(
     length = np.full(r, m)
     active = np.ones(r, dtype=bool)
     bar = None
-    from ..distributed import is_main
+    from ..runtime.distributed import is_main
 
     if not quiet and is_main():  # distributed runs: rank 0 shows progress
         from tqdm.auto import tqdm

@@ -48,9 +48,9 @@ def check_finite_problem(
     """
     import torch
 
-    from .._func import probe_mode
-    from ..distributed import current
     from ..runtime.batches import loss_on_batch
+    from ..runtime.distributed import current
+    from ..runtime.functional import probe_mode
 
     count, first = 0, None
     for name, tensor in problem.model.state_dict().items():

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._func import layer_groups, preserved, select_parameters
 from ..errors import SharpscopeError
+from ..runtime.functional import layer_groups, preserved, select_parameters
 from .krylov import Krylov, Stopper, advance, make_plan, ritz_pairs, start, step
 from .operator import Batch, HessianOperator
 from .result import EigenResult
@@ -166,7 +166,7 @@ def _iterate(op: Any, st: Krylov, stopper: Stopper, *, quiet: bool) -> None:
 
 
 def _progress_bar(quiet: bool, total: int, which: str) -> Any:
-    from ..distributed import is_main
+    from ..runtime.distributed import is_main
 
     if quiet or not is_main():  # distributed runs: rank 0 shows progress
         return None
@@ -313,7 +313,7 @@ def layer_eigenvalues(
 
     Keyword arguments are passed to :func:`hessian_eigenvalues`.
     """
-    from ..utils import progress
+    from ..runtime.progress import progress
 
     groups = layer_groups(select_parameters(model, params))
     per_end = 2 if kwargs.get("which") == "both" else 1

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._func import params_dict, probe_mode, select_parameters
 from ..errors import SharpscopeError
 from ..runtime import batches as _b
+from ..runtime.functional import params_dict, probe_mode, select_parameters
 from . import products
 from .backends import backend_cache_path, clear_backend_cache, time_backends
 from .checks import _active_dropout
@@ -110,7 +110,7 @@ class HessianOperator:
         distributed: Any = "auto",
         max_memory: int | str | None = "auto",
     ) -> None:
-        from ..distributed import DistContext, current
+        from ..runtime.distributed import DistContext, current
 
         if mode not in ("eval", "train"):
             raise SharpscopeError(f"mode must be 'eval' or 'train', got {mode!r}")

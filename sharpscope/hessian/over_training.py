@@ -14,9 +14,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..cache import is_int, is_number
 from ..errors import SharpscopeError
-from ..utils import atomic_write_json, progress
+from ..runtime.cache import is_int, is_number
+from ..runtime.files import atomic_write_json
+from ..runtime.progress import progress
 from .inputs import probe_inputs, problem_batches
 
 __all__ = [
@@ -98,7 +99,7 @@ def checkpoint_lr(ck: Any) -> float | None:
 
 
 def check_probe_cache(what: str) -> Any:
-    """The schema check of ``RUN/probes/<what>.json`` for :func:`sharpscope.cache.load_cache_json`.
+    """The schema check of ``RUN/probes/<what>.json`` for :func:`sharpscope.runtime.cache.load_cache_json`.
 
     Checks the type of every field that the run-folder probes, their table and their plot
     use: ``settings`` an object; ``epochs`` an object of ``"<epoch>": record``; each record
@@ -151,6 +152,8 @@ def probe_over_training(
     model: str | None = None,
     model_kwargs: dict | None = None,
     data: str | None = None,
+    loss: str | None = None,
+    normalize: str | None = None,
     cache: bool = True,
     quiet: bool = True,
     plot: str | Path | None = None,
@@ -166,18 +169,28 @@ def probe_over_training(
     the settings match (a damaged cache gets a one-line notice and is recomputed).
     ``check_determinism`` and ``max_memory`` (as in :func:`hessian_eigenvalues`) do not
     change the numbers and are not part of the settings. Every epoch's weights and loss
-    are checked to be finite before its Hessian work.
+    are checked to be finite before its Hessian work. ``loss`` and ``normalize`` (as in
+    :func:`~sharpscope.problem.load_problem`) apply to every epoch and, when given, are
+    part of the cached settings.
     """
     if what not in ("eigen", "trace"):
         raise SharpscopeError(f"what must be eigen or trace, got {what!r}")
     settings = dict(settings or {})
+    settings.update({k: v for k, v in (("loss", loss), ("normalize", normalize)) if v is not None})
     run_dir = Path(run_dir)
     checkpoints = run_checkpoints(run_dir)
     cache_path = run_dir / "probes" / f"{what}.json"
-    load = dict(model=model, model_kwargs=model_kwargs, data=data, device=device)
+    load = dict(
+        model=model,
+        model_kwargs=model_kwargs,
+        data=data,
+        loss=loss,
+        normalize=normalize,
+        device=device,
+    )
     extra = dict(check_determinism=check_determinism, max_memory=max_memory)
 
-    from ..distributed import current
+    from ..runtime.distributed import current
 
     ctx = current()  # distributed: rank 0 reads the cache, every rank skips the same epochs
 
@@ -215,7 +228,7 @@ def probe_over_training(
 
 def _cached_epochs(cache_path: Path, what: str, settings: dict[str, Any]) -> dict[str, Any]:
     """The cached records when the cache is valid and has the same settings, else ``{}``."""
-    from ..cache import read_cache_json
+    from ..runtime.cache import read_cache_json
 
     old = read_cache_json(cache_path, check_probe_cache(what))
     if old is not None and old.get("settings") == _jsonable(settings):
@@ -312,6 +325,6 @@ def _plot(records: list[dict[str, Any]], what: str, plot: str | Path, run_name: 
 
 
 def _jsonable(obj: Any) -> Any:
-    from ..utils import to_jsonable
+    from ..runtime.files import to_jsonable
 
     return json.loads(json.dumps(to_jsonable(obj)))

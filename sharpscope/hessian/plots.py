@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..utils import _replace_on_success, atomic_write_text
+from ..runtime.files import _replace_on_success, atomic_write_text
 from .density import DensityResult
 
 __all__ = ["plot_density", "density_html", "plot_over_training", "plot_spectrum", "save_figure"]

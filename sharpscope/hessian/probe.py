@@ -49,9 +49,9 @@ def _run_folder(
     write the same cache (the second gets one error naming the first). A damaged cache
     gets one notice and is removed under the lock: it is a miss and is recomputed.
     """
-    from ..cache import cache_notice, load_cache_json
-    from ..distributed import is_main
-    from ..utils import folder_lock
+    from ..runtime.cache import cache_notice, load_cache_json
+    from ..runtime.distributed import is_main
+    from ..runtime.files import folder_lock
 
     _check_plot_path(plot)
     plot = plot if plot is not None else path / "probes" / f"{what}.png"
@@ -65,17 +65,6 @@ def _run_folder(
                 cache_notice(cache_path, reason)
                 cache_path.unlink()
         return probe_over_training(path, what=what, settings=settings, plot=plot, **load)
-
-
-def _folder_options(path: Path, *, loss: str | None, normalize: str | None) -> None:
-    """A run folder's epochs are probed with their own loss and normalisation (the probe
-    over training does not take others yet): refuse ``--loss``/``--normalize`` in one line."""
-    given = [o for o, v in (("--loss", loss), ("--normalize", normalize)) if v is not None]
-    if given:
-        raise SharpscopeError(
-            f"{' and '.join(given)} need one checkpoint file, not the run folder {path} "
-            "(its epochs are probed with their own loss and normalisation)"
-        )
 
 
 def _mode_note(out: dict[str, Any], model: Any, mode: str) -> dict[str, Any]:
@@ -166,7 +155,7 @@ def probe_eigen(
                 "--save-vectors, --per-layer and --compare-pyhessian need one checkpoint file, "
                 f"not the run folder {path}"
             )
-        _folder_options(path, loss=loss, normalize=normalize)
+        load = dict(load, loss=loss, normalize=normalize)
         settings = dict(k=k, which=which, tol=tol, **_data_settings(
             mode=mode, params=params, backend=backend, **data_kw))  # fmt: skip
         if stop != "auto":  # the default keeps the caches written before --stop existed
@@ -227,7 +216,7 @@ def _save_vectors(to: Any, res: Any, problem: Any, path: Path, which: str, mode:
 
 def _plot_spectrum(res: Any, plot: str | Path, path: Path) -> None:
     """A stem plot of one checkpoint's eigenvalues (rank 0 of a distributed run writes it)."""
-    from ..distributed import is_main
+    from ..runtime.distributed import is_main
     from .plots import plot_spectrum
 
     if is_main():
@@ -289,7 +278,7 @@ def probe_trace(
             raise SharpscopeError(
                 f"--compare-pyhessian needs one checkpoint file, not the run folder {path}"
             )
-        _folder_options(path, loss=loss, normalize=normalize)
+        load = dict(load, loss=loss, normalize=normalize)
         settings = dict(method=method, probes=probes, **_data_settings(
             mode=mode, params=params, backend=backend, **data_kw))  # fmt: skip
         return _run_folder(path, "trace", settings, plot=plot, quiet=quiet,

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from .._func import probe_mode
 from ..errors import SharpscopeError
 from ..runtime.batches import input_bytes
+from ..runtime.functional import probe_mode
 from .checks import _active_dropout
 
 __all__ = [

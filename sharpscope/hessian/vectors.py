@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import SharpscopeError
-from ..utils import atomic_torch_save
+from ..runtime.files import atomic_torch_save
 
 __all__ = ["save_vectors", "load_vectors", "weights_fingerprint", "VECTORS_FORMAT"]
 
@@ -88,7 +88,7 @@ def save_vectors(
 
 def load_vectors(path: str | Path) -> dict[str, Any]:
     """Read a ``sharpscope-vectors`` file (``weights_only=True``); a bad file is a :class:`SharpscopeError`."""
-    from ..checkpoint import safe_torch_load
+    from ..problem.checkpoint import safe_torch_load
 
     path = Path(path)
     if not path.is_file():

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from ..errors import SharpscopeError
-from ..figstyle import direction_label, parse_formats, title_for
 from ..problem import Problem, check_comparable
-from ..utils import atomic_write_json
+from ..runtime.figstyle import direction_label, parse_formats, title_for
+from ..runtime.files import atomic_write_json
 from .grid import evaluate_grid
 from .plots import Levels, plot_1d, plot_surface_html, plot_trajectory
 from .resume import locks_output

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import safe_torch_load
 from ..errors import SharpscopeError
+from ..problem.checkpoint import safe_torch_load
 from .vectors import DIRECTIONS_FORMAT, VECTORS_FORMAT, Directions
 
 __all__ = ["save_directions", "load_directions", "eigen_directions"]

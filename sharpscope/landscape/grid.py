@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._func import preserved, probe_mode
-from ..distributed import current
 from ..errors import SharpscopeError
 from ..runtime.batches import signature_view
-from ..utils import progress
+from ..runtime.distributed import current
+from ..runtime.functional import preserved, probe_mode
+from ..runtime.progress import progress
 from .fast import FastLoop
 from .points import (
     Batch,

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import SharpscopeError
-from ..utils import atomic_savez, atomic_write_json
+from ..runtime.files import atomic_savez, atomic_write_json
 from .grid import evaluate_grid
 from .points import Batch
 from .resume import locks_output

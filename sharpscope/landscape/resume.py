@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import SharpscopeError
-from ..utils import check_writable, folder_lock
+from ..runtime.files import check_writable, folder_lock
 from .settings import GridSettings
 from .surface import SURFACE_FORMAT, Surface, SurfaceFileError
 

@@ -10,10 +10,11 @@ import numpy as np
 import torch
 
 from ..errors import SharpscopeError
-from ..figstyle import direction_label, parse_formats, title_for
 from ..problem import Problem
 from ..runtime.batches import sample_count
-from ..utils import check_writable, parse_range
+from ..runtime.figstyle import direction_label, parse_formats, title_for
+from ..runtime.files import check_writable
+from ..runtime.ranges import parse_range
 from .directions import random_directions
 from .files import eigen_directions, load_directions
 from .grid import evaluate_grid

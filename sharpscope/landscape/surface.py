@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SharpscopeError
-from ..utils import atomic_savez, atomic_write_json
+from ..runtime.files import atomic_savez, atomic_write_json
 
 __all__ = ["SURFACE_FORMAT", "Surface", "SurfaceFileError", "grid_axis"]
 

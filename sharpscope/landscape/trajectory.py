@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError, SharpscopeError
+from ..problem.checkpoint import load_checkpoint
 from .normalize import IGNORES, Params, _check_choice
 from .vectors import Directions
 

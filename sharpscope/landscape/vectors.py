@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import SharpscopeError
-from ..utils import atomic_torch_save
+from ..runtime.files import atomic_torch_save
 from .normalize import (
     IGNORES,
     NORMS,

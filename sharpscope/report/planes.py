@@ -63,7 +63,8 @@ def _plane_detail(
     report: Any, label: str, path: Path, opts: FigureOptions = DEFAULT_OPTIONS
 ) -> Path | None:
     from ..landscape.grid import Surface
-    from ..plane import PlaneResult, plot_plane
+    from ..sharpness.plane import PlaneResult
+    from ..sharpness.plots import plot_plane
 
     rec = report.details[label].get("plane")
     if rec is None:

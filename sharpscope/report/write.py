@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic_write_json, atomic_write_text
+from ..runtime.files import atomic_write_json, atomic_write_text
 from .figures import (
     _fig_density,
     _fig_interpolation,
@@ -28,7 +28,7 @@ def _digest(report: Any, opts: FigureOptions | None = None) -> str:
     import hashlib
     import json
 
-    from ..utils import to_jsonable
+    from ..runtime.files import to_jsonable
 
     settings = {
         k: v for k, v in report.settings.items() if k not in ("reused_probes", "computed_probes")
@@ -52,7 +52,7 @@ def write_figures(report: Any, options: FigureOptions | None = None) -> dict[str
     there, nothing is drawn again.
     """
     opts = options or FigureOptions()
-    from .._cache import Damaged, notice, read_json_checked
+    from ..runtime.cache import Damaged, notice, read_json_checked
 
     folder = report.out / "figures"
     folder.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from .._func import preserved, probe_mode
-from ..utils import progress
+from ..runtime.functional import preserved, probe_mode
+from ..runtime.progress import progress
 from .objective import (
     Batch,
     _as_batches,

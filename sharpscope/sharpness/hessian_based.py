@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from torch import nn
 
-from .._func import preserved, probe_mode
 from ..errors import SharpscopeError
+from ..runtime.functional import preserved, probe_mode
 from .objective import Batch, _as_batches, _base_settings, _check_settings, _names, _Objective
 from .result import SharpnessResult
 

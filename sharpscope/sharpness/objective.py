@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._func import params_dict, select_parameters
 from ..errors import DataError, NonFiniteLossError, SharpscopeError
 from ..optim.geometry import global_norm
 from ..runtime.batches import batch_weight, is_batch, loss_on_batch, sample_count
+from ..runtime.functional import params_dict, select_parameters
 
 __all__ = ["Batch", "NORMS"]
 

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._func import preserved, probe_mode
 from ..landscape.grid import Surface, locks_output
 from ..runtime.batches import sample_count
-from ..utils import atomic_write_json, to_jsonable
+from ..runtime.files import atomic_write_json, to_jsonable
+from ..runtime.functional import preserved, probe_mode
 from .objective import Batch, _as_batches, _names
 from .plane_settings import PlaneSettings
 from .plane_steps import (

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SharpscopeError
-from ..utils import atomic_write_json, check_writable, folder_lock
+from ..runtime.files import atomic_write_json, check_writable, folder_lock
 from .plane import xsam_plane
 from .plane_settings import _check_positive
 from .plots import plane_figure_html, plot_plane
@@ -49,7 +49,7 @@ def probe_plane(
     under ``files``.
     """
     from ..problem import load_problem
-    from ..utils import parse_range
+    from ..runtime.ranges import parse_range
 
     start, stop, num = parse_range(grid_range, name="--range")
     if num < 2:

@@ -1,8 +1,8 @@
 """Figures of XSAM's plane: :func:`plot_plane` (matplotlib) and :func:`plane_figure_html` (plotly).
 
-Both colour the plane's loss with one :class:`~sharpscope.figstyle.LossScale`
+Both colour the plane's loss with one :class:`~sharpscope.runtime.figstyle.LossScale`
 (:func:`plane_scale`), so the PNG and the HTML page show the same contour levels and
-colours; matplotlib files are written by :func:`~sharpscope.figstyle.save_figure`.
+colours; matplotlib files are written by :func:`~sharpscope.runtime.figstyle.save_figure`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SharpscopeError
-from ..figstyle import LossScale, loss_scale, save_figure
 from ..optim.geometry import slerp_coefficients
+from ..runtime.figstyle import LossScale, loss_scale, save_figure
 from .plane import PlaneResult
 
 __all__ = ["plot_plane", "plane_figure_html", "plane_scale"]
@@ -25,7 +25,7 @@ def plane_scale(result: PlaneResult, *, levels: int = 30, log: bool | None = Non
     """The contour levels and colour scale of the plane's loss, shared by PNG and HTML.
 
     ``log`` (default ``None``: yes) spaces the levels geometrically in the loss rise
-    above the plane's minimum (:func:`~sharpscope.figstyle.loss_scale`); ``False``
+    above the plane's minimum (:func:`~sharpscope.runtime.figstyle.loss_scale`); ``False``
     gives round, equally spaced levels. ``levels`` is the approximate level count.
     """
     if result.surface is None:
@@ -245,7 +245,7 @@ def plane_figure_html(
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from ..utils import atomic_write_text
+    from ..runtime.files import atomic_write_text
 
     atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
     return path

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._func import preserved, probe_mode
 from ..optim.geometry import global_norm
-from ..utils import progress
+from ..runtime.functional import preserved, probe_mode
+from ..runtime.progress import progress
 from .ball import _ascent_direction, _project, _surface_point
 from .objective import (
     Batch,

@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from ..data import iterate_batches
 from ..errors import NonFiniteLossError, SharpscopeError
+from ..problem.data import iterate_batches
 from ..runtime.batches import batch_weight
-from ..utils import progress
+from ..runtime.progress import progress
 from .evaluate import (
     evaluate,
     evaluate_batches,

@@ -11,8 +11,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from ..data import DataSplits, iterate_batches
 from ..errors import SharpscopeError
+from ..problem.data import DataSplits, iterate_batches
 from ..runtime.batches import batch_target, batch_weight, call_model, loss_of_output, output_tensor
 
 __all__ = [

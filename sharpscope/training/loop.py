@@ -49,13 +49,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import DataSplits, check_finite_inputs, load_data
 from ..errors import SharpscopeError
-from ..losses import get_loss
-from ..models import ModelSpec, build_model
 from ..optim.factory import make_optimizer
-from ..problem.data import BatchSplits
-from ..utils import check_writable, folder_lock, resolve_device, seed_everything
+from ..problem.data import BatchSplits, DataSplits, check_finite_inputs, load_data
+from ..problem.losses import get_loss
+from ..problem.models import ModelSpec, build_model
+from ..runtime.device import resolve_device, seed_everything
+from ..runtime.files import check_writable, folder_lock
 from .epoch import check_world, train_epoch
 from .evaluate import check_bf16, check_labels
 from .result import TrainResult
@@ -177,7 +177,7 @@ def train(
 
 def _environment(settings: TrainSettings, device: str | torch.device) -> tuple[Any, Any, Any]:
     """The process group (``None`` outside ``torchrun``), the device and the loss function."""
-    from ..distributed import current
+    from ..runtime.distributed import current
 
     ctx = current()
     loss_fn = get_loss(settings.loss, allow_import=True)  # the caller named it

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint
 from ..errors import SharpscopeError
-from ..utils import atomic_write_text, to_jsonable
+from ..problem.checkpoint import load_checkpoint
+from ..runtime.files import atomic_write_text, to_jsonable
 
 __all__ = [
     "RUN_DIRS",

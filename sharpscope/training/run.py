@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import save_checkpoint
-from ..models import ModelSpec
 from ..optim.xsam import XSAM
+from ..problem.checkpoint import save_checkpoint
 from ..problem.data import BatchSplits, DataSplits
+from ..problem.models import ModelSpec
 from ..runtime.batches import call_model, loss_of_output, output_tensor
 from .evaluate import autocast
 from .resume import rng_state, to_cpu

@@ -7,11 +7,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import load_checkpoint
-from ..data import DataSplits, load_data
 from ..errors import SharpscopeError
 from ..optim.base import check_number
-from ..problem.data import BatchSplits
+from ..problem.checkpoint import load_checkpoint
+from ..problem.data import BatchSplits, DataSplits, load_data
 from .loop import _model_spec, train
 from .result import TrainResult
 from .resume import settings_diff
@@ -114,7 +113,7 @@ def _finished(
     seed: int,
 ) -> TrainResult:
     """The result of a seed whose run is already finished, after checking its settings."""
-    from ..distributed import current
+    from ..runtime.distributed import current
 
     ctx = current()
     now = TrainSettings(

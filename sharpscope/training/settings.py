@@ -6,11 +6,11 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..data import DataSpec
 from ..errors import SharpscopeError
-from ..models import ModelSpec
 from ..optim.base import check_number
 from ..optim.factory import optimizer_hparams
+from ..problem.data import DataSpec
+from ..problem.models import ModelSpec
 from .schedule import SCHEDULES
 
 __all__ = ["PERTURBATIONS", "TrainSettings"]

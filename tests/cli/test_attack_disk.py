@@ -90,7 +90,7 @@ def test_eigen_save_vectors_on_a_full_disk(cli_runner, cli_app, ckpt, full_disk)
 
 
 def test_json_enospc_by_monkeypatch(cli_runner, cli_app, ckpt, tmp_path, monkeypatch):
-    import sharpscope.utils as utils
+    import sharpscope.runtime.files as utils
 
     real_fsync = os.fsync
 

@@ -287,12 +287,12 @@ def test_info_errors_are_one_line(cli_runner, cli_app, files, case, message):
 def test_unexpected_exceptions_are_one_line_unless_debugging(
     cli_runner, cli_app, files, monkeypatch
 ):
-    import sharpscope.checkpoint
+    import sharpscope.problem.checkpoint
 
     def crash(*args, **kwargs):
         raise KeyError("boom")
 
-    monkeypatch.setattr(sharpscope.checkpoint, "load_checkpoint", crash)
+    monkeypatch.setattr(sharpscope.problem.checkpoint, "load_checkpoint", crash)
     result = cli_runner.invoke(cli_app, ["info", str(files["ckpt"])])
     assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
         "error: internal error in sharpscope (KeyError: 'boom'); please report it with SHARPSCOPE_DEBUG=1 output"

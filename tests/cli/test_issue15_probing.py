@@ -184,8 +184,15 @@ def test_loss_and_normalize_are_keyword_arguments_of_the_probes(tmp_path, monkey
     with pytest.raises(SharpscopeError, match="has no attribute 'no_such_fn'"):
         probe_sharpness(sd, rho=0.01, steps=2, restarts=1, samples=0,
                         **{**LOAD, "loss": "_issue15_user:no_such_fn"})  # fmt: skip
-    with pytest.raises(SharpscopeError, match="--loss need one checkpoint file"):
-        probe_eigen(tmp_path, loss="_issue15_user:loss")
+    # a run folder's epochs are probed with the same loss and normalisation
+    import sharpscope.hessian.probe as probe_module
+
+    seen = {}
+    monkeypatch.setattr(
+        probe_module, "probe_over_training", lambda path, **kw: seen.update(kw) or {"epochs": []}
+    )
+    probe_eigen(tmp_path, loss="_issue15_user:loss", normalize="none")
+    assert seen["loss"] == "_issue15_user:loss" and seen["normalize"] == "none"
 
 
 def test_the_samples_notice_is_a_problem_field(tmp_path, monkeypatch, capsys):

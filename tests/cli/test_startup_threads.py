@@ -106,7 +106,7 @@ def test_threads_sets_torchs_thread_count_for_the_command(cli_runner, cli_app, c
 
 
 def test_load_note_only_on_a_terminal(cli_runner, cli_app, ckpt, monkeypatch, capsys):
-    import sharpscope.threads as threads
+    import sharpscope.runtime.threads as threads
 
     monkeypatch.setattr(threads, "load_average_note", lambda n: "note: the machine is busy")
     r = cli_runner.invoke(cli_app, ["info", str(ckpt), "-q"])

@@ -323,8 +323,8 @@ def test_damaged_trace_cache_is_a_miss(cli_runner, cli_app, tmp_path):
 
 
 def test_probe_cache_check_accepts_what_the_probes_write(tmp_path):
-    from sharpscope.cache import load_cache_json
     from sharpscope.hessian.probe import check_probe_cache
+    from sharpscope.runtime.cache import load_cache_json
 
     run = _run(tmp_path, epochs=(0, 1))
     for what, settings in (("eigen", {"k": 2, "backend": "double"}), ("trace", {"probes": 3})):

@@ -3,7 +3,7 @@
 A checkpoint's metadata can hold escape sequences (clear screen ``ESC[2J``, window title
 ``ESC]0;...BEL``), a carriage return that overwrites a line, or a right-to-left override
 (U+202E). ``sharpscope info`` and the error messages that quote file content print it
-through :func:`sharpscope.sanitize.printable`.
+through :func:`sharpscope.runtime.sanitize.printable`.
 """
 
 from __future__ import annotations

@@ -50,8 +50,6 @@ def _seq_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
 
-
-
 def test_pair_batches_call_model_with_x() -> None:
     net = nn.Linear(2, 3)
     x, y = torch.randn(5, 2), torch.tensor([0, 1, 2, 1, 0])

@@ -276,7 +276,17 @@ def test_slice_on_mapping_batches_is_the_token_mean(method) -> None:
         want = _hand_loss_at(model, {n: float(a) * t for n, t in d.items()}, BATCHES)
         assert float(got) == pytest.approx(want, abs=1e-12)
     assert s.loss[1] == pytest.approx(_hand_loss_at(model, {}, BATCHES), abs=1e-12)
-    assert np.isnan(s.accuracy).all()  # token targets: no per-sample argmax accuracy
+    # token targets: accuracy over the kept tokens (targets != -100), as in training
+    from sharpscope.runtime.batches import batch_target, call_model
+
+    with torch.no_grad():
+        hits = kept = 0
+        for b in BATCHES:
+            y = batch_target(b)
+            keep = y != -100
+            hits += int(((call_model(model, b).argmax(-1) == y) & keep).sum())
+            kept += int(keep.sum())
+    assert s.accuracy[1] == pytest.approx(hits / kept, abs=1e-12)
     loss, _ = evaluate_point(model, token_ce_weighted, BATCHES)
     assert loss == pytest.approx(_hand_loss_at(model, {}, BATCHES), abs=1e-12)
 

@@ -1,4 +1,4 @@
-"""sharpscope.figstyle: the paper style, multi-format saving, basin contour levels, label helpers."""
+"""sharpscope.runtime.figstyle: the paper style, multi-format saving, basin contour levels, label helpers."""
 
 from __future__ import annotations
 

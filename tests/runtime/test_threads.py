@@ -244,7 +244,7 @@ def test_configure_after_interop_pool_started_does_not_raise(restore_torch_threa
 
 def test_configure_in_fresh_process_sets_interop_and_module_does_not_import_torch():
     code = (
-        "import sys, sharpscope.threads as t\n"
+        "import sys, sharpscope.runtime.threads as t\n"
         "import torch\n"
         "n = t.configure_threads(1, env={})\n"
         "print(n, torch.get_num_threads(), torch.get_num_interop_threads())\n"

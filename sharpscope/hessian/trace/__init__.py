@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from ..._func import preserved
 from ...errors import SharpscopeError
+from ...runtime.functional import preserved
 from ..operator import Batch, HessianOperator
 from ._common import TraceResult
 from .epperly2024xtrace import xtrace

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from ...utils import progress
+from ...runtime.progress import progress
 from ..operator import HessianOperator
 from ._common import TraceResult, begin, check_probes, mean_stderr, rademacher
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import SharpscopeError
-from ...figstyle import LEVEL_MODES, LossScale, loss_scale, save_figure, style
+from ...runtime.figstyle import LEVEL_MODES, LossScale, loss_scale, save_figure, style
 from ..surface import Surface
 
 __all__ = ["shared_levels", "scale_for", "parse_levels", "Levels"]
@@ -85,7 +85,7 @@ def _save(
         if path.suffix.lower() not in (".png", ".pdf", ".svg"):
             raise SharpscopeError(f"plot file {path} must end in .png, .pdf or .svg")
         formats = (path.suffix.lower().lstrip("."),)
-    from ...distributed import is_main
+    from ...runtime.distributed import is_main
 
     written: list[Path] = []
     if is_main():  # distributed runs: rank 0 writes the figures
@@ -132,7 +132,7 @@ def scale_for(
 ) -> LossScale:
     """One colour scale and set of contour levels for the real losses of ``surfaces``.
 
-    ``levels`` is a mode of :func:`sharpscope.figstyle.loss_scale` (``log``: log-spaced
+    ``levels`` is a mode of :func:`sharpscope.runtime.figstyle.loss_scale` (``log``: log-spaced
     rises above the minimum, the default; ``li``; ``linear``) or explicit levels.
     """
     z = np.concatenate([_values(s.loss, False).ravel() for s in surfaces])

@@ -1,6 +1,6 @@
 """Interactive pages: a self-contained plotly HTML file of one or several surfaces.
 
-The page colours the loss on the same :class:`~sharpscope.figstyle.LossScale` as the
+The page colours the loss on the same :class:`~sharpscope.runtime.figstyle.LossScale` as the
 PNG (same levels, same round colour-bar ticks) and stores its arrays as float32
 typed arrays, so a 41x41 surface adds tens of kilobytes to plotly.js, not megabytes.
 """
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import SharpscopeError
-from ...figstyle import PLOTLY_SEQUENTIAL, LossScale
-from ...utils import atomic_write_text
+from ...runtime.figstyle import PLOTLY_SEQUENTIAL, LossScale
+from ...runtime.files import atomic_write_text
 from ..surface import Surface
 from .common import Levels, _check_2d, _label, _values, scale_for
 

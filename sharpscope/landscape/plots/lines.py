@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import SharpscopeError
-from ...figstyle import annotate_barrier, figsize, place_legend_outside, twin_axis
+from ...runtime.figstyle import annotate_barrier, figsize, place_legend_outside, twin_axis
 from ..surface import Surface
 from .common import _new_ax, _plt, _save, _styled, _values
 

@@ -1,6 +1,6 @@
 """2D pictures of one surface: contour lines, a heatmap, a 3D surface.
 
-Colours and contour levels come from one :class:`~sharpscope.figstyle.LossScale`:
+Colours and contour levels come from one :class:`~sharpscope.runtime.figstyle.LossScale`:
 by default levels log-spaced in the rise above the minimum, so a basin keeps several
 nested contours even when a corner of the grid is 100 times higher; the colour bar
 has round ticks. Explicit levels (``levels=array``) and counts keep 0.1's behaviour.
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ...figstyle import SEQUENTIAL_CMAP, LossScale, figsize, place_legend_outside
+from ...runtime.figstyle import SEQUENTIAL_CMAP, LossScale, figsize, place_legend_outside
 from ..surface import Surface
 from .common import Levels, _check_2d, _empty_note, _new_ax, _plt, _save, _scaled, _styled
 
@@ -51,7 +51,7 @@ def plot_contour(
             ``linear``, explicit levels, or a count of linear levels (0.1 style; with
             ``log`` they are levels of ``log10(loss)``).
         vmin, vmax: the range of the colour scale.
-        scale: a :class:`~sharpscope.figstyle.LossScale` shared with other figures
+        scale: a :class:`~sharpscope.runtime.figstyle.LossScale` shared with other figures
             (overrides ``levels``/``vmin``/``vmax``).
         filled: filled contours instead of lines.
         markers: extra points, each ``{"xy": (x, y), "label": str, "marker": "*", "color": "red"}``.

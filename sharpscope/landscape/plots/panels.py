@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import SharpscopeError
-from ...figstyle import (
+from ...runtime.figstyle import (
     direction_label,
     figsize,
     loss_scale,
