@@ -31,6 +31,7 @@ from sharpscope.models import build_model
 from sharpscope.utils import resolve_device
 
 LOSS = torch.nn.functional.cross_entropy
+LOSS_MODULE = torch.nn.CrossEntropyLoss()  # curvlinops needs a module with .reduction
 
 
 def make_case(name: str, dev: torch.device, *, samples: int | None = None, quick: bool = False):
@@ -121,7 +122,7 @@ def tools_eigen(model, batch, k: int) -> dict:
         from scipy.sparse.linalg import eigsh
 
         params = [p for p in model.parameters() if p.requires_grad]
-        H = HessianLinearOperator(model, LOSS, params, batch, check_deterministic=False)
+        H = HessianLinearOperator(model, LOSS_MODULE, params, batch, check_deterministic=False)
         count = [0]
         A = H.to_scipy()
         mv = A.matvec
@@ -169,7 +170,7 @@ def tools_trace(model, batch, probes: int) -> dict:
             from curvlinops import HessianLinearOperator
 
             params = [p for p in model.parameters() if p.requires_grad]
-            H = HessianLinearOperator(model, LOSS, params, batch, check_deterministic=False)
+            H = HessianLinearOperator(model, LOSS_MODULE, params, batch, check_deterministic=False)
             return float(getattr(curvlinops, name)(H, probes)), probes
 
         return run
@@ -197,6 +198,9 @@ def run_interleaved(tools: dict, dev, repeats: int, score) -> dict:
                 (value, products), secs, peak = _timed(fn, dev)
             except ImportError as exc:
                 rec[name] = {"skipped": str(exc)}
+                continue
+            except Exception as exc:  # noqa: BLE001 - a peer's failure is a result, not a crash
+                rec[name] = {"skipped": f"failed: {type(exc).__name__}: {exc}"}
                 continue
             rec[name]["seconds"].append(secs)
             rec[name]["products"] = products
