@@ -85,7 +85,10 @@ def lanczos(
       recurrence's residual estimate is below ``sqrt(tol)``: the eigenvalue error is
       then about ``r^2 / gap``, not the ``O(r)`` of the vector, and a value that rises
       slowly because two top eigenvalues are close does not stop the iteration.
-    * ``"auto"`` (default): ``"value"`` when ``tol >= 1e-4``, otherwise ``"residual"``.
+    * ``"auto"`` (default): ``"value"`` for a single eigenvalue (``k == 1`` at one end)
+      when ``tol >= 1e-4``, otherwise ``"residual"``: with several wanted values a settled
+      Ritz value can still belong to the wrong eigenvalue (a missed close pair), which the
+      residual rule rules out.
 
     When the true residuals stop decreasing while the estimate is already below ``tol``
     (the rounding floor of float32 products) the iteration stops, ``converged=False``.
@@ -136,7 +139,9 @@ def lanczos(
     )
     do_check = check if check_determinism is None else bool(check_determinism)
     st = start(op, plan.b, seed, _checked(op, seed) if do_check else None)
-    stopper = Stopper(plan, by_value=stop == "value" or (stop == "auto" and tol >= LOOSE_TOL))
+    single = k == 1 and which in ("largest", "smallest")
+    by_value = stop == "value" or (stop == "auto" and single and tol >= LOOSE_TOL)
+    stopper = Stopper(plan, by_value=by_value)
     _iterate(op, st, stopper, quiet=quiet)
     return _result(op, st, stopper, verify=verify, return_vectors=return_vectors,
                    start_count=start_count, t0=t0)  # fmt: skip
