@@ -79,6 +79,8 @@ def test_console_script_usage_error_is_one_line(tmp_path):
 # starts, which is exactly what a user pressing Ctrl-C during start-up produces.
 _HOOK = """
 import builtins, os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, also when the
+# test runner itself was started in the background with SIGINT ignored (inherited)
 real = builtins.__import__
 def hooked(name, *args, **kwargs):
     if name == "torch":
@@ -123,6 +125,8 @@ def test_real_sigint_during_start_up_is_one_line_exit_130(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # a runner started in the background ignores SIGINT, and children inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     _wait_until_importing_torch(proc)
     proc.send_signal(signal.SIGINT)

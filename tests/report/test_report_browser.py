@@ -154,6 +154,7 @@ def test_page_loads_without_errors_and_plots_render(chromium, page, tmp_path):
         "plot-density",
         "plot-interpolation",
         "plot-plane-arcs",
+        "plot-planes",  # the XSAM planes are interactive too (each figure once, issue 17)
         "plot-over-training",
     }
     assert set(scan.plots) == expected
