@@ -73,7 +73,9 @@ def _points_done(out: Path) -> int:
         return 0
 
 
-def _kill_then_resume(ckpt: Path, out: Path, reference: Surface, delay: float) -> int:
+def _kill_then_resume(
+    ckpt: Path, out: Path, reference: Surface, delay: float, *, mid_grid: bool = True
+) -> int:
     proc = subprocess.Popen(_cmd(ckpt, out), env=_env(), stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while _points_done(out) == 0 and proc.poll() is None and time.monotonic() < deadline:
@@ -83,7 +85,10 @@ def _kill_then_resume(ckpt: Path, out: Path, reference: Surface, delay: float) -
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     done_at_kill = Surface.load(out).done.sum()
-    assert 0 < done_at_kill < reference.done.size
+    if mid_grid:
+        assert 0 < done_at_kill < reference.done.size
+    else:  # a random moment may also fall after the last point, while the figures are written
+        assert 0 < done_at_kill <= reference.done.size
     r = subprocess.run(_cmd(ckpt, out), env=_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     resumed = Surface.load(out)
@@ -115,4 +120,6 @@ def test_sigkill_mid_grid_then_resume_is_identical(ckpt, reference, tmp_path):
 def test_sigkill_at_random_moments(ckpt, reference, tmp_path):
     rng = random.Random(0)
     for i in range(6):
-        _kill_then_resume(ckpt, tmp_path / f"s{i}", reference, delay=rng.uniform(0.0, 1.5))
+        _kill_then_resume(
+            ckpt, tmp_path / f"s{i}", reference, delay=rng.uniform(0.0, 1.5), mid_grid=False
+        )
