@@ -14,6 +14,7 @@ from torch import nn
 
 from ..errors import SharpscopeError
 from ..runtime.functional import preserved
+from .krylov import small_eigh
 from .operator import Batch, HessianOperator
 
 __all__ = ["DensityResult", "slq_density", "spectral_density", "broaden"]
@@ -259,7 +260,7 @@ def _quadrature(
             + np.diag(beta[i, : n_i - 1], 1)
             + np.diag(beta[i, : n_i - 1], -1)
         )
-        theta, S = np.linalg.eigh(T)
+        theta, S = small_eigh(T)
         nodes = np.full(m, theta[-1])
         weights = np.zeros(m)
         nodes[:n_i] = theta

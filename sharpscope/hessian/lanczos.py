@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import SharpscopeError
 from ..runtime.functional import layer_groups, preserved, select_parameters
-from .krylov import Krylov, Stopper, advance, make_plan, ritz_pairs, start, step
+from .krylov import Krylov, Stopper, advance, make_plan, ritz_pairs, small_eigh, start, step
 from .operator import Batch, HessianOperator
 from .result import EigenResult
 
@@ -160,7 +160,7 @@ def _iterate(op: Any, st: Krylov, stopper: Stopper, *, quiet: bool) -> None:
             W, Qall = step(op, st)
             if bar is not None:
                 bar.update(st.Q.shape[1])
-            evals, evecs = np.linalg.eigh(st.T)
+            evals, evecs = small_eigh(st.T)
             U, S, Vh = torch.linalg.svd(W, full_matrices=False)
             B = S.unsqueeze(1) * Vh  # W = U @ B
             if not stopper.check(st, evals, evecs, B, bar):

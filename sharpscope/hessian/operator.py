@@ -310,14 +310,15 @@ class HessianOperator:
         acc = torch.zeros_like(rows)
         total = 0
         fingerprint = []
-        with probe_mode(self.model, self.mode):
-            if self.backend == "double" and self._caches_graph():
-                if self._graph is None:
+        if self.backend == "double" and self._caches_graph():
+            if self._graph is None:
+                with probe_mode(self.model, self.mode):  # later products only re-run the graph
                     self._graph = self._gradient_graph(*_b.split_batch(self._data[0]))
-                acc = self._double_products(self._graph, rows, retain=True)
-                if self.dist is None:
-                    return acc
-                return self._reduce(acc.mul_(self._weight(self._data[0])), None)
+            acc = self._double_products(self._graph, rows, retain=True)
+            if self.dist is None:
+                return acc
+            return self._reduce(acc.mul_(self._weight(self._data[0])), None)
+        with probe_mode(self.model, self.mode):
             for batch in self.batches():
                 n_b = self._weight(batch)
                 total += n_b
