@@ -102,12 +102,31 @@ SaveVectorsOpt = Annotated[
     ),
 ]
 MethodOpt = Annotated[
-    str,
+    Optional[str],
     typer.Option(
-        "--method", help="hutchinson, hutchpp (Hutch++) or xtrace (XTrace, exchangeable)."
+        "--method",
+        help="hutchinson, hutchpp (Hutch++) or xtrace (XTrace, exchangeable). "
+        "[default: hutchinson; xtrace with --rel-stderr]",
+        show_default=False,
     ),
 ]
-ProbesOpt = Annotated[int, typer.Option("--probes", help="Hessian-vector products to spend.")]
+ProbesOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--probes",
+        help="Hessian-vector products to spend (with --rel-stderr: the most to spend). "
+        "[default: 100; 2000 with --rel-stderr]",
+        show_default=False,
+    ),
+]
+RelStderrOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--rel-stderr",
+        help="Run to a stated standard error: add products until it is at most this fraction "
+        "of the trace (e.g. 0.02); may compute the trace exactly when that is cheaper.",
+    ),
+]
 
 
 def _stdout_json(json_out: Path | None) -> bool:
@@ -234,12 +253,21 @@ def _note_mode(out: dict[str, Any], quiet: bool) -> None:
         typer.echo(f"note: train mode: {out['mode_note']}", err=True)
 
 
+def _target_note(out: dict[str, Any]) -> str:
+    """``; target 2% reached`` (or not reached) for a trace run to a stated standard error."""
+    target = out.get("target_rel_stderr")
+    if target is None:
+        return ""
+    return f"; target {100 * target:.3g}% {'reached' if out.get('reached') else 'NOT reached'}"
+
+
 def _print_trace(out: dict[str, Any]) -> None:
     if "epochs" in out:
         typer.echo(_over_training_table(out, "trace"))
         return
     lines = [
-        f"trace      {out['trace']:.7g} +- {out['stderr']:.2g} (standard error, {out['method']})",
+        f"trace      {out['trace']:.7g} +- {out['stderr']:.2g} (standard error, {out['method']})"
+        + _target_note(out),
         f"tr(H^2)    {out['trace_h2']:.7g} +- {out['stderr_h2']:.2g}",
         f"{out['hvp_count']} Hessian-vector products ({out['backend']}), {out['seconds']:.2f} s, "
         f"{out['samples']} samples, {out['mode']} mode, {out['device']}",
@@ -256,8 +284,9 @@ def _print_trace(out: dict[str, Any]) -> None:
 @handles_errors
 def trace(
     checkpoint: PathArg,
-    method: MethodOpt = "hutchinson",
-    probes: ProbesOpt = 100,
+    method: MethodOpt = None,
+    probes: ProbesOpt = None,
+    rel_stderr: RelStderrOpt = None,
     samples: SamplesOpt = 4096,
     batch_only: BatchOnlyOpt = False,
     batch_size: BatchSizeOpt = 512,
@@ -286,6 +315,7 @@ def trace(
         checkpoint,
         method=method,
         probes=probes,
+        rel_stderr=rel_stderr,
         samples=samples,
         batch_only=batch_only,
         batch_size=batch_size,

@@ -71,6 +71,7 @@ _LAZY: dict[str, str] = {
     "hessian_trace": "sharpscope.hessian",
     "hutchinson_trace": "sharpscope.hessian",
     "hutchpp_trace": "sharpscope.hessian",
+    "trace_to_stderr": "sharpscope.hessian",
     "TraceResult": "sharpscope.hessian",
     "spectral_density": "sharpscope.hessian",
     "slq_density": "sharpscope.hessian",

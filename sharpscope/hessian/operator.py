@@ -306,10 +306,6 @@ class HessianOperator:
         return self.to_dict(self.matvec(self.from_dict(v)))
 
     def _products(self, rows: torch.Tensor) -> torch.Tensor:
-        k = rows.shape[0]
-        acc = torch.zeros_like(rows)
-        total = 0
-        fingerprint = []
         if self.backend == "double" and self._caches_graph():
             if self._graph is None:
                 with probe_mode(self.model, self.mode):  # later products only re-run the graph
@@ -318,6 +314,7 @@ class HessianOperator:
             if self.dist is None:
                 return acc
             return self._reduce(acc.mul_(self._weight(self._data[0])), None)
+        k, acc, total, fingerprint = rows.shape[0], torch.zeros_like(rows), 0, []
         with probe_mode(self.model, self.mode):
             for batch in self.batches():
                 n_b = self._weight(batch)

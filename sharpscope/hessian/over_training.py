@@ -164,7 +164,8 @@ def probe_over_training(
 
     ``what`` is ``"eigen"`` (settings: ``k, which, tol, samples, batch_size, batch_only,
     mode, params, backend, seed`` and ``stop`` when not ``"auto"``) or ``"trace"``
-    (``method, probes`` instead of ``k, which, tol``). Each epoch's record holds the
+    (``method, probes`` and ``rel_stderr`` when set, instead of ``k, which, tol``).
+    Each epoch's record holds the
     probe's numbers plus ``epoch``, ``file`` and ``lr``; records come from the cache when
     the settings match (a damaged cache gets a one-line notice and is recomputed).
     ``check_determinism`` and ``max_memory`` (as in :func:`hessian_eigenvalues`) do not
@@ -284,6 +285,7 @@ def _probe_epoch(
             batches,
             method=settings.get("method", "hutchinson"),
             probes=settings.get("probes", 100),
+            rel_stderr=settings.get("rel_stderr"),
             **common,
         ).to_dict()
         res.pop("probe_values", None)

@@ -15,7 +15,7 @@ from ..errors import SharpscopeError
 from .inputs import check_finite_problem, probe_inputs
 from .lanczos import STOPS, _check_args, hessian_eigenvalues, layer_eigenvalues
 from .over_training import check_probe_cache, probe_over_training
-from .trace import TRACE_METHODS, hessian_trace
+from .trace import ADAPTIVE_METHODS, TRACE_METHODS, hessian_trace
 
 __all__ = ["probe_eigen", "probe_trace", "probe_esd", "check_probe_cache", "check_finite_problem"]
 
@@ -235,8 +235,9 @@ def _plot_spectrum(res: Any, plot: str | Path, path: Path) -> None:
 def probe_trace(
     path: str | Path,
     *,
-    method: str = "hutchinson",
-    probes: int = 100,
+    method: str | None = None,
+    probes: int | None = None,
+    rel_stderr: float | None = None,
     samples: int | None = 4096,
     batch_only: bool = False,
     batch_size: int = 512,
@@ -257,12 +258,14 @@ def probe_trace(
     plot: str | Path | None = None,
     quiet: bool = True,
 ) -> dict[str, Any]:
-    """Hessian trace (Hutchinson, Hutch++ or XTrace) of a checkpoint or of every epoch of a run folder."""
-    if method not in TRACE_METHODS:
-        raise SharpscopeError(f"--method must be hutchinson, hutchpp or xtrace, got {method!r}")
-    least = {"hutchinson": 2, "hutchpp": 3, "xtrace": 4}[method]
-    if probes < least:
-        raise SharpscopeError(f"--probes must be at least {least}, got {probes}")
+    """Hessian trace (Hutchinson, Hutch++ or XTrace) of a checkpoint or of every epoch of a run folder.
+
+    ``rel_stderr``: add products until the standard error is at most that fraction of
+    the trace (:func:`~sharpscope.hessian.trace_to_stderr`); ``probes`` is then the most
+    to spend (default 2000) and ``method`` defaults to ``"xtrace"`` (otherwise
+    ``"hutchinson"`` with 100 probes).
+    """
+    method, probes = _trace_defaults(method, probes, rel_stderr)
     _check_common(mode=mode, backend=backend, samples=samples, batch_size=batch_size)
     path = Path(path)
     if plot is not None and not path.is_dir():
@@ -281,6 +284,8 @@ def probe_trace(
         load = dict(load, loss=loss, normalize=normalize)
         settings = dict(method=method, probes=probes, **_data_settings(
             mode=mode, params=params, backend=backend, **data_kw))  # fmt: skip
+        if rel_stderr is not None:
+            settings["rel_stderr"] = rel_stderr
         return _run_folder(path, "trace", settings, plot=plot, quiet=quiet,
                            check_determinism=check_determinism, max_memory=max_memory,
                            **load)  # fmt: skip
@@ -298,6 +303,7 @@ def probe_trace(
         quiet=quiet,
         check_determinism=check_determinism,
         max_memory=max_memory,
+        rel_stderr=rel_stderr,
     )
     out: dict[str, Any] = {"checkpoint": str(path), **res.to_dict()}
     _mode_note(out, problem.model, mode)
@@ -309,6 +315,38 @@ def probe_trace(
             "note": "Hutchinson, stops when the running mean changes by < 1e-3",
         }
     return out
+
+
+def _trace_defaults(
+    method: str | None, probes: int | None, rel_stderr: float | None
+) -> tuple[str, int]:
+    """Check the trace settings; fill ``method`` and ``probes`` for a fixed count or a target."""
+    import math
+
+    if rel_stderr is not None:
+        if not (isinstance(rel_stderr, (int, float)) and math.isfinite(rel_stderr)
+                and 0 < rel_stderr < 1):  # fmt: skip
+            raise SharpscopeError(
+                f"--rel-stderr must be a fraction in (0, 1) such as 0.02, got {rel_stderr}"
+            )
+        method = method or "xtrace"
+        probes = 2000 if probes is None else probes
+        if method not in ADAPTIVE_METHODS:
+            raise SharpscopeError(
+                f"--rel-stderr works with --method xtrace or hutchinson, not {method} "
+                "(Hutch++ splits its products in advance)"
+            )
+        if probes < 16:
+            raise SharpscopeError(f"--probes (the most to spend) must be at least 16, got {probes}")
+        return method, probes
+    method = method or "hutchinson"
+    probes = 100 if probes is None else probes
+    if method not in TRACE_METHODS:
+        raise SharpscopeError(f"--method must be hutchinson, hutchpp or xtrace, got {method!r}")
+    least = {"hutchinson": 2, "hutchpp": 3, "xtrace": 4}[method]
+    if probes < least:
+        raise SharpscopeError(f"--probes must be at least {least}, got {probes}")
+    return method, probes
 
 
 def probe_esd(

@@ -11,6 +11,7 @@ from ...errors import SharpscopeError
 from ...runtime.functional import preserved
 from ..operator import Batch, HessianOperator
 from ._common import TraceResult
+from .adaptive import ADAPTIVE_METHODS, exact_trace, trace_to_stderr
 from .epperly2024xtrace import xtrace
 from .hutchinson import hutchinson_trace
 from .meyer2020hutch import hutchpp_trace
@@ -21,7 +22,10 @@ __all__ = [
     "hutchpp_trace",
     "xtrace",
     "hessian_trace",
+    "trace_to_stderr",
+    "exact_trace",
     "TRACE_METHODS",
+    "ADAPTIVE_METHODS",
 ]
 
 TRACE_METHODS = ("hutchinson", "hutchpp", "xtrace")
@@ -43,6 +47,7 @@ def hessian_trace(
     quiet: bool = True,
     check_determinism: bool | None = None,
     max_memory: int | str | None = "auto",
+    rel_stderr: float | None = None,
 ) -> TraceResult:
     """``tr(H)`` (with standard error) and ``tr(H^2)`` of the mean loss of ``model`` over ``data``.
 
@@ -52,6 +57,12 @@ def hessian_trace(
     two-product check that products of the same vector agree. ``hvp_count`` includes
     the products spent timing the backends when ``backend="auto"`` had to time them.
     The caller's model is left exactly as it was.
+
+    ``rel_stderr``: run to a stated standard error instead of a fixed count
+    (:func:`trace_to_stderr`): products are added until the standard error is at most
+    ``rel_stderr * |trace|``, ``probes`` is then the most to spend, and ``method`` must
+    be ``"xtrace"`` or ``"hutchinson"``; the result may be the exact trace
+    (``method="exact"``) when that is cheaper.
     """
     if method not in TRACE_METHODS:
         raise SharpscopeError(
@@ -70,6 +81,16 @@ def hessian_trace(
             block_size=block_size or 8,
             max_memory=max_memory,
         )
+        if rel_stderr is not None:
+            return trace_to_stderr(
+                op,
+                rel_stderr=rel_stderr,
+                method=method,
+                max_products=probes,
+                seed=seed,
+                check=check,
+                quiet=quiet,
+            )
         if method == "hutchinson":
             return hutchinson_trace(
                 op, probes=probes, block_size=block_size, seed=seed, check=check, quiet=quiet

@@ -21,6 +21,10 @@ class TraceResult:
         trace_h2: estimate of ``tr(H^2) = E ||H v||^2`` from the same probes.
         stderr_h2: its standard error.
         samples: the per-probe values ``v^T H v`` of the stochastic part.
+        method: ``"hutchinson"``, ``"hutchpp"``, ``"xtrace"`` or ``"exact"`` (``dim``
+            products with the unit vectors, standard error 0).
+        target_rel_stderr, reached: the stated relative standard error of
+            :func:`~sharpscope.hessian.trace.trace_to_stderr` and whether it was reached.
     """
 
     trace: float
@@ -37,6 +41,8 @@ class TraceResult:
     num_samples: int | None = None
     device: str = "cpu"
     dim: int = 0
+    target_rel_stderr: float | None = None  # set by trace_to_stderr
+    reached: bool | None = None  # whether that target was reached within the budget
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +60,11 @@ class TraceResult:
             "backend": self.backend,
             "parameters": self.dim,
             "probe_values": self.samples,
+            **(
+                {"target_rel_stderr": self.target_rel_stderr, "reached": self.reached}
+                if self.target_rel_stderr is not None
+                else {}
+            ),
         }
 
     def _rows(self) -> list[tuple[str, str]]:

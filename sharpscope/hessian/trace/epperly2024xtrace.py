@@ -9,7 +9,7 @@ import torch
 from ..operator import HessianOperator
 from ._common import TraceResult, begin, check_probes, mean_stderr, products, rademacher
 
-__all__ = ["xtrace"]
+__all__ = ["xtrace", "xtrace_estimates", "low_rank_trace"]
 
 
 def xtrace(
@@ -65,27 +65,9 @@ def xtrace(
     Q, R = torch.linalg.qr(Y)
     diag = R.diagonal().abs()
     if float(diag.min()) <= 100 * float(torch.finfo(op.dtype).eps) * float(diag.max()):
-        return _low_rank(op, Y, sq, probes, start, t0)
+        return _low_rank(op, Y, probes, start, t0)
     Z = products(op, Q.to(op.dtype)).to(f64)
-    H = Q.T @ Z
-    H = 0.5 * (H + H.T)
-    W = Q.T @ Om
-    eye = torch.eye(s, dtype=f64, device=R.device)
-    S = torch.linalg.solve_triangular(R, eye, upper=True).T  # R^{-T}: column i is _|_ R_j, j != i
-    S = S / torch.linalg.vector_norm(S, dim=0, keepdim=True)
-    T = Z.T @ Om
-
-    def dp(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:  # column-wise inner products
-        return (A * B).sum(0)
-
-    HW = H @ W
-    dSW = dp(S, W)
-    dSHS = dp(S, H @ S)
-    dTW = dp(T, W)
-    dWHW = dp(W, HW)
-    dSRmHW = dp(S, R - HW)
-    dTmHRS = dp(T - H.T @ W, S)
-    ests = torch.trace(H) - dSHS + dWHW - dTW + dTmHRS * dSW + dSW**2 * dSHS + dSW * dSRmHW
+    ests = xtrace_estimates(Om, Q, R, Z)
     tr, se = mean_stderr(ests)
     tr2, se2 = mean_stderr(sq)
     return TraceResult(
@@ -106,16 +88,50 @@ def xtrace(
     )
 
 
-def _low_rank(op, Y, sq, probes, start, t0) -> TraceResult:
-    """The sketch ``H Omega`` is rank-deficient: ``H`` has (numerical) rank ``r < s``, so
-    the range of ``Y`` holds the range of ``H`` and ``tr(H) = tr(U_r^T H U_r)`` (``r`` more
-    products); the leave-one-out bases of the full-rank formula would not exist."""
+def xtrace_estimates(
+    Om: torch.Tensor, Q: torch.Tensor, R: torch.Tensor, Z: torch.Tensor
+) -> torch.Tensor:
+    """The ``s`` leave-one-out estimates ``t_i`` from ``Omega``, ``Y = H Omega = Q R`` and
+    ``Z = H Q`` (float64), all leave-one-out bases from the one QR (Algorithm 2)."""
+    s = Om.shape[1]
+    H = Q.T @ Z
+    H = 0.5 * (H + H.T)
+    W = Q.T @ Om
+    eye = torch.eye(s, dtype=R.dtype, device=R.device)
+    S = torch.linalg.solve_triangular(R, eye, upper=True).T  # R^{-T}: column i is _|_ R_j, j != i
+    S = S / torch.linalg.vector_norm(S, dim=0, keepdim=True)
+    T = Z.T @ Om
+
+    def dp(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:  # column-wise inner products
+        return (A * B).sum(0)
+
+    HW = H @ W
+    dSW = dp(S, W)
+    dSHS = dp(S, H @ S)
+    dTW = dp(T, W)
+    dWHW = dp(W, HW)
+    dSRmHW = dp(S, R - HW)
+    dTmHRS = dp(T - H.T @ W, S)
+    return torch.trace(H) - dSHS + dWHW - dTW + dTmHRS * dSW + dSW**2 * dSHS + dSW * dSRmHW
+
+
+def low_rank_trace(op: HessianOperator, Y: torch.Tensor) -> tuple[float, float, float]:
+    """``tr(H)`` when the sketch ``Y = H Omega`` is rank-deficient: the range of ``Y`` holds
+    the range of ``H``, so ``tr(H) = tr(U_r^T H U_r)`` (``r`` more products). Returns it
+    with ``tr(H^2)`` estimated from the sketch and that estimate's standard error."""
     U, sv, _ = torch.linalg.svd(Y, full_matrices=False)
     r = int((sv > 100 * float(torch.finfo(op.dtype).eps) * float(sv[0])).sum())
     Ur = U[:, : max(r, 1)]
     Z = products(op, Ur.to(op.dtype)).to(torch.float64)
-    tr = float((Ur * Z).sum())
-    tr2, se2 = mean_stderr(sq)
+    tr2, se2 = mean_stderr((Y * Y).sum(0))
+    return float((Ur * Z).sum()), tr2, se2
+
+
+def _low_rank(op, Y, probes, start, t0) -> TraceResult:
+    """The sketch ``H Omega`` is rank-deficient: ``H`` has (numerical) rank ``r < s``, so
+    the range of ``Y`` holds the range of ``H`` and ``tr(H) = tr(U_r^T H U_r)`` (``r`` more
+    products); the leave-one-out bases of the full-rank formula would not exist."""
+    tr, tr2, se2 = low_rank_trace(op, Y)
     return TraceResult(
         trace=tr,
         stderr=0.0,  # the sketch spans the range of H: no stochastic part is left
