@@ -8,7 +8,12 @@ tools interleaved; the table gives the median time ratio to sharpscope with min-
 product counts, peak memory (CUDA) and the error. Peers that are not installed
 (``pip install .[bench]``) are skipped with the reason.
 
-    python benchmarks/bench_hessian.py --device cpu|cuda [--repeats 5]
+Tasks: ``top1``, ``top5`` (tol 1e-3), ``trace`` (a fixed count of products) and
+``trace-se``: each tool runs until its standard error is at most ``--rel-stderr`` of its
+estimate, scored against the exact trace (small models) or a 600-product XTrace.
+Peak memory of a product against a gradient, per backend: ``bench_memory.py``.
+
+    python benchmarks/bench_hessian.py --device cpu|cuda [--repeats 5] [--tasks trace-se]
     python benchmarks/bench_hessian.py --quick   # tiny smoke run (MLP and small CNN, 1 repeat)
 """
 
@@ -26,7 +31,13 @@ import torch
 
 from sharpscope.hessian import HessianOperator, lanczos
 from sharpscope.hessian.pyhessian_compat import pyhessian_eigenvalues, pyhessian_trace
-from sharpscope.hessian.trace import hutchinson_trace, hutchpp_trace, xtrace
+from sharpscope.hessian.trace import (
+    exact_trace,
+    hutchinson_trace,
+    hutchpp_trace,
+    trace_to_stderr,
+    xtrace,
+)
 from sharpscope.models import build_model
 from sharpscope.utils import resolve_device
 
@@ -136,12 +147,19 @@ def tools_eigen(model, batch, k: int) -> dict:
         return sorted(vals.tolist(), reverse=True), count[0]
 
     def eigenthings():
-        import hessian_eigenthings  # noqa: F401
+        # its lanczos runs a fixed number of steps (default 2k): a user doubles max_iter
+        # until its own residual test passes; every product of every attempt is counted
+        import hessian_eigenthings as he
 
-        raise ImportError(
-            "hessian-eigenthings 1.0.0a5 (PyPI) no longer has compute_hessian_eigenthings; "
-            "its new API is not wired here yet"
-        )
+        op = he.HessianOperator(model, batch, he.supervised_loss(LOSS))
+        count, steps = 0, max(2 * k, 4)
+        while True:
+            steps = min(steps, op.size - 1)
+            r = he.lanczos(op, k=k, max_iter=steps, tol=1e-3, which="LA", seed=0)
+            count += r.iterations
+            if bool(r.converged.all()) or steps >= min(op.size - 1, 400):
+                return sorted(r.eigenvalues.tolist(), reverse=True), count
+            steps *= 2
 
     return {
         "sharpscope": sharpscope,
@@ -175,6 +193,15 @@ def tools_trace(model, batch, probes: int) -> dict:
 
         return run
 
+    def eigenthings(method):
+        def run():
+            import hessian_eigenthings as he
+
+            op = he.HessianOperator(model, batch, he.supervised_loss(LOSS))
+            return float(he.trace(op, num_matvecs=probes, method=method, seed=0).estimate), probes
+
+        return run
+
     return {
         "sharpscope-hutchinson": ours(hutchinson_trace),
         "sharpscope-hutchpp": ours(hutchpp_trace),
@@ -182,7 +209,57 @@ def tools_trace(model, batch, probes: int) -> dict:
         "pyhessian": pyhessian,
         "curvlinops-hutchinson": curv("hutchinson_trace"),
         "curvlinops-hutchpp": curv("hutchpp_trace"),
+        "hessian-eigenthings-hutchinson": eigenthings("hutchinson"),
+        "hessian-eigenthings-hutch++": eigenthings("hutch++"),
     }
+
+
+def tools_trace_se(model, batch, rel: float, budget: int) -> dict:
+    """Each tool run until its standard error is at most ``rel`` of its estimate.
+
+    PyHessian: its own Rademacher probes and products with that stopping rule (it has
+    none of its own); sharpscope: ``trace_to_stderr`` with XTrace and with Hutchinson.
+    curvlinops and hessian-eigenthings take a fixed product count and report no
+    standard error to stop on (hessian-eigenthings does report one after the fact)."""
+
+    def ours(method):
+        def run():
+            op = HessianOperator(model, LOSS, batch, backend="auto")
+            r = trace_to_stderr(op, rel_stderr=rel, method=method, max_products=budget,
+                                seed=run.seed, check=False)  # fmt: skip
+            run.seed += 1
+            return (r.trace, r.stderr, r.method, r.reached), r.hvp_count
+
+        run.seed = 0
+        return run
+
+    def pyhessian():
+        r = pyhessian_trace(model, LOSS, batch, rel_stderr=rel, max_iter=budget)
+        return (r["trace"], r["stderr"], "hutchinson", r["reached"]), r["hvp_count"]
+
+    def no_target(name):
+        def run():
+            raise ImportError(f"{name} takes a fixed product count: no stop on a standard error")
+
+        return run
+
+    return {
+        "sharpscope": ours("xtrace"),
+        "sharpscope-hutchinson": ours("hutchinson"),
+        "pyhessian": pyhessian,
+        "curvlinops": no_target("curvlinops"),
+        "hessian-eigenthings": no_target("hessian-eigenthings"),
+    }
+
+
+def reference_trace(model, batch, *, exact_below: int = 3000) -> dict:
+    """The exact trace (``dim`` unit products) for small models, else XTrace with 600 products."""
+    op = HessianOperator(model, LOSS, batch, backend="double")
+    if op.dim <= exact_below:
+        tr, _ = exact_trace(op)
+        return {"trace": tr, "stderr": 0.0, "how": f"exact ({op.dim} products)"}
+    r = xtrace(op, probes=600, seed=999, check=False)
+    return {"trace": r.trace, "stderr": r.stderr, "how": "XTrace, 600 products"}
 
 
 def run_interleaved(tools: dict, dev, repeats: int, score) -> dict:
@@ -203,9 +280,11 @@ def run_interleaved(tools: dict, dev, repeats: int, score) -> dict:
                 rec[name] = {"skipped": f"failed: {type(exc).__name__}: {exc}"}
                 continue
             rec[name]["seconds"].append(secs)
-            rec[name]["products"] = products
+            rec[name].setdefault("products_each", []).append(products)
+            rec[name]["products"] = statistics.median(rec[name]["products_each"])
             rec[name]["peak_bytes"].append(peak)
             rec[name]["error"] = score(value)
+            rec[name].setdefault("scores", []).append(rec[name]["error"])
     base = rec["sharpscope"] if "sharpscope" in rec else rec["sharpscope-hutchinson"]
     for r in rec.values():
         if r.get("seconds"):
@@ -218,6 +297,34 @@ def run_interleaved(tools: dict, dev, repeats: int, score) -> dict:
     return rec
 
 
+def _print_case(case: dict) -> None:
+    for task in ("top1", "top5", "trace", "trace-se"):
+        for tool, r in case.get(task, {}).items():
+            if not isinstance(r, dict):
+                continue
+            if "skipped" in r:
+                print(f"  {task:<8} {tool:<30} skipped: {r['skipped']}")
+                continue
+            tr = r["time_ratio_to_sharpscope"]
+            head = (
+                f"  {task:<8} {tool:<30} {statistics.median(r['seconds']):8.3f} s "
+                f"x{tr['median']:.2f} [{tr['min']:.2f}-{tr['max']:.2f}]  "
+                f"{r['products']:g} products"
+            )
+            if task == "trace-se":
+                e = r["error"]
+                errs = [x["error"] for x in r["scores"]]
+                tail = (
+                    f"  last {e['trace']:.4g} +- {e['stderr']:.2g} ({e['method']}, "
+                    f"reached {e['reached']}); |error| median {statistics.median(errs):.2%}"
+                )
+            elif task == "trace":
+                tail = f"  trace {r['error']:.4g}"
+            else:
+                tail = f"  error {r['error']:.3g}"
+            print(head + tail)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
@@ -225,6 +332,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cases", default=None, help="comma list of resnet20, cnn, mlp-digits")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--probes", type=int, default=None)
+    ap.add_argument("--tasks", default="top1,top5,trace,trace-se",
+                    help="comma list of top1, top5, trace (fixed products), trace-se")  # fmt: skip
+    ap.add_argument("--rel-stderr", type=float, default=0.02,
+                    help="trace-se: the stated relative standard error")  # fmt: skip
+    ap.add_argument("--budget", type=int, default=3000, help="trace-se: most products per run")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     dev = resolve_device(args.device)
@@ -255,26 +367,34 @@ def main(argv: list[str] | None = None) -> dict:
         params = sum(p.numel() for p in model.parameters())
         print(f"\n{name}: {params:,} parameters, {len(batch[0][1])} samples; reference {ref}")
         case = {"parameters": params, "reference": ref}
+        tasks = args.tasks.split(",")
         for k in (1, 5):
-            case[f"top{k}"] = run_interleaved(
-                tools_eigen(model, batch, k),
+            if f"top{k}" in tasks:
+                case[f"top{k}"] = run_interleaved(
+                    tools_eigen(model, batch, k),
+                    dev,
+                    repeats,
+                    lambda v, k=k, ref=ref: _rel_err(v, ref["eigenvalues"][:k]),
+                )
+        if "trace" in tasks:
+            case["trace"] = run_interleaved(tools_trace(model, batch, probes), dev, repeats, float)
+        if "trace-se" in tasks:
+            case["trace_reference"] = rt = reference_trace(model, batch)
+            print(f"  trace reference {rt}")
+            case["trace-se"] = run_interleaved(
+                tools_trace_se(model, batch, args.rel_stderr, args.budget),
                 dev,
                 repeats,
-                lambda v, k=k, ref=ref: _rel_err(v, ref["eigenvalues"][:k]),
+                lambda v, rt=rt: {
+                    "trace": v[0],
+                    "stderr": v[1],
+                    "method": v[2],
+                    "reached": v[3],
+                    "error": abs(v[0] - rt["trace"]) / abs(rt["trace"]),
+                },  # fmt: skip
             )
-        case["trace"] = run_interleaved(tools_trace(model, batch, probes), dev, repeats, float)
-        for task in ("top1", "top5", "trace"):
-            for tool, r in case[task].items():
-                if "skipped" in r:
-                    print(f"  {task:<6} {tool:<22} skipped: {r['skipped']}")
-                    continue
-                tr = r["time_ratio_to_sharpscope"]
-                print(
-                    f"  {task:<6} {tool:<22} {statistics.median(r['seconds']):8.3f} s "
-                    f"x{tr['median']:.2f} [{tr['min']:.2f}-{tr['max']:.2f}]  "
-                    f"{r['products']} products  {'error' if task != 'trace' else 'trace'} "
-                    f"{r['error']:.3g}"
-                )
+            case["trace-se"]["rel_stderr"] = args.rel_stderr
+        _print_case(case)
         out["cases"][name] = case
     path = Path(
         args.out

@@ -310,10 +310,14 @@ def probe_trace(
     if compare_pyhessian:
         from .pyhessian_compat import pyhessian_trace
 
-        out["pyhessian"] = {
-            **pyhessian_trace(problem.model, problem.loss_fn, batches),
-            "note": "Hutchinson, stops when the running mean changes by < 1e-3",
-        }
+        if rel_stderr is None:
+            ph = pyhessian_trace(problem.model, problem.loss_fn, batches)
+            note = "Hutchinson, stops when the running mean changes by < 1e-3"
+        else:
+            ph = pyhessian_trace(problem.model, problem.loss_fn, batches,
+                                 rel_stderr=rel_stderr, max_iter=probes)  # fmt: skip
+            note = f"Hutchinson to the same standard error (at most {probes} probes)"
+        out["pyhessian"] = {**ph, "note": note}
     return out
 
 

@@ -113,10 +113,25 @@ def pyhessian_trace(
     *,
     tol: float = 1e-3,
     max_iter: int = 100,
+    rel_stderr: float | None = None,
 ) -> dict[str, Any]:
-    """PyHessian's Hutchinson trace (its stopping rule: relative change below ``tol``)."""
+    """PyHessian's Hutchinson trace (its stopping rule: relative change below ``tol``).
+
+    ``rel_stderr``: instead, stop when the standard error of PyHessian's own probe values
+    is at most that fraction of their mean (at least 10 probes, at most ``max_iter``):
+    PyHessian's products and probes with the stopping rule of :func:`trace_to_stderr`,
+    so that the two reach the same stated standard error.
+    """
     t0 = time.perf_counter()
     h = _hessian(model, loss_fn, batches)
+    if rel_stderr is not None:
+        samples = _hutchinson_to_stderr(h, float(rel_stderr), int(max_iter))
+        _sync(model)
+        mean = float(np.mean(samples))
+        se = float(np.std(samples, ddof=1) / np.sqrt(len(samples)))
+        return {"trace": mean, "stderr": se, "seconds": time.perf_counter() - t0,
+                "hvp_count": len(samples), "probes": len(samples),
+                "reached": se <= rel_stderr * abs(mean)}  # fmt: skip
     with _counting(h) as count, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         samples = h.trace(maxIter=max_iter, tol=tol)
@@ -127,6 +142,27 @@ def pyhessian_trace(
         "hvp_count": count[0],
         "probes": len(samples),
     }
+
+
+def _hutchinson_to_stderr(h: Any, rel: float, max_iter: int) -> list[float]:
+    """PyHessian's Rademacher probes and products (as in its ``trace``) until the running
+    standard error is at most ``rel`` times the running mean."""
+    from pyhessian.utils import group_product, hessian_vector_product
+
+    values: list[float] = []
+    for _ in range(max_iter):
+        v = [torch.randint_like(p, high=2, device=h.device) for p in h.params]
+        for v_i in v:
+            v_i[v_i == 0] = -1
+        if h.full_dataset:
+            _, Hv = h.dataloader_hv_product(v)
+        else:
+            Hv = hessian_vector_product(h.gradsH, h.params, v)
+        values.append(group_product(Hv, v).cpu().item())
+        n = len(values)
+        if n >= 10 and np.std(values, ddof=1) / np.sqrt(n) <= rel * abs(np.mean(values)):
+            break
+    return values
 
 
 def pyhessian_density(

@@ -25,3 +25,17 @@ def test_cli_trace_to_a_stated_standard_error(cli_runner, cli_app, tmp_path, mon
         assert r.exit_code != 0
         lines = [x for x in r.output.splitlines() if x.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:") and why in lines[0], r.output
+
+
+def test_compare_pyhessian_runs_it_to_the_same_standard_error(
+    cli_runner, cli_app, tmp_path, monkeypatch
+):
+    sd = _ckpt(tmp_path, monkeypatch, bn=False)
+    out_json = tmp_path / "t.json"
+    r = cli_runner.invoke(cli_app, ["trace", str(sd), *PLAIN, "--rel-stderr", "0.1",
+                                    "--method", "hutchinson", "--compare-pyhessian",
+                                    "--json", str(out_json)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    ph = json.loads(out_json.read_text())["pyhessian"]
+    assert ph["reached"] is True and ph["stderr"] <= 0.1 * abs(ph["trace"])
+    assert ph["probes"] >= 10 and "same standard error" in ph["note"]
