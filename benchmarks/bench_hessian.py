@@ -45,8 +45,16 @@ LOSS = torch.nn.functional.cross_entropy
 LOSS_MODULE = torch.nn.CrossEntropyLoss()  # curvlinops needs a module with .reduction
 
 
-def make_case(name: str, dev: torch.device, *, samples: int | None = None, quick: bool = False):
-    """``(model, [(x, y)])`` of one benchmark case, trained briefly so the Hessian is not random."""
+def make_case(
+    name: str,
+    dev: torch.device,
+    *,
+    samples: int | None = None,
+    quick: bool = False,
+    steps: int | None = None,
+):
+    """``(model, [(x, y)])`` of one benchmark case, trained briefly (``steps``, default 10, 3
+    when quick) so the Hessian is not random."""
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     if name == "mlp-digits":
@@ -67,7 +75,7 @@ def make_case(name: str, dev: torch.device, *, samples: int | None = None, quick
         )
     model, x, y = model.to(dev), x.to(dev), y.to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    for _ in range(3 if quick else 10):
+    for _ in range((3 if quick else 10) if steps is None else steps):
         opt.zero_grad()
         LOSS(model(x), y).backward()
         opt.step()
