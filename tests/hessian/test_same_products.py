@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from sharpscope.hessian import HessianOperator, hutchinson_trace, hutchpp_trace, lanczos, xtrace
+from sharpscope.hessian import (
+    HessianOperator,
+    exact_trace,
+    hutchinson_trace,
+    hutchpp_trace,
+    lanczos,
+    trace_to_stderr,
+    xtrace,
+)
 from sharpscope.hessian.density import slq_density
 
 from .cases import loss_fn, make
@@ -34,12 +42,18 @@ def test_trace_and_lanczos_share_the_product_routine_and_block(backend, block):
         ("hutchpp", lambda: hutchpp_trace(op, probes=12, check=False)),
         ("xtrace", lambda: xtrace(op, probes=12, check=False)),
         ("density", lambda: slq_density(op, runs=1, iters=6, check=False)),
+        ("to-stderr-xtrace", lambda: trace_to_stderr(op, rel_stderr=0.2, check=False)),
+        ("to-stderr-hutchinson",
+         lambda: trace_to_stderr(op, rel_stderr=0.2, method="hutchinson", check=False)),
+        ("exact", lambda: exact_trace(op)),
     ]:
         current[0] = name
         run()
     expected = op.preferred_block
     assert expected == (block if backend == "forward" else 1)
-    for name in ("lanczos", "hutchinson", "hutchpp", "xtrace"):
+    names = ("lanczos", "hutchinson", "hutchpp", "xtrace", "to-stderr-xtrace",
+             "to-stderr-hutchinson", "exact")  # fmt: skip
+    for name in names:
         assert calls[name], name
         assert max(calls[name]) == expected, (name, calls[name])
     # the same product routine underneath, once per matmat call
