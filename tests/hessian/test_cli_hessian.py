@@ -218,6 +218,21 @@ def test_run_folder_probes_every_epoch_and_reuses_cache(cli_runner, cli_app, tmp
     assert d2["epochs"][0]["eigenvalues"] == d["epochs"][0]["eigenvalues"]
     r = cli_runner.invoke(cli_app, ["trace", str(run), "--probes", "3", *FAST])
     assert r.exit_code == 0 and (run / "probes" / "trace.json").is_file()
+    targeted = [
+        "trace",
+        str(run),
+        "--rel-stderr",
+        "0.05",
+        *FAST,
+        "--json",
+        str(tmp_path / "t.json"),
+    ]
+    r = cli_runner.invoke(cli_app, targeted)  # other settings: recomputed, the target cached
+    t = json.loads((tmp_path / "t.json").read_text())
+    assert r.exit_code == 0 and t["computed"] == 5 and t["settings"]["rel_stderr"] == 0.05
+    assert all(e["reached"] and e["stderr"] <= 0.05 * abs(e["trace"]) for e in t["epochs"])
+    r = cli_runner.invoke(cli_app, targeted)
+    assert json.loads((tmp_path / "t.json").read_text())["reused"] == 5
     out = probe_over_training(
         run, what="eigen", settings={"k": 2, "backend": "double", "batch_size": 20}
     )
