@@ -125,7 +125,9 @@ def pyhessian_trace(
     t0 = time.perf_counter()
     h = _hessian(model, loss_fn, batches)
     if rel_stderr is not None:
-        samples = _hutchinson_to_stderr(h, float(rel_stderr), int(max_iter))
+        with warnings.catch_warnings():  # its products call backward(create_graph=True)
+            warnings.simplefilter("ignore")
+            samples = _hutchinson_to_stderr(h, float(rel_stderr), int(max_iter))
         _sync(model)
         mean = float(np.mean(samples))
         se = float(np.std(samples, ddof=1) / np.sqrt(len(samples)))
