@@ -198,7 +198,8 @@ class _Sketch:
 
 def _xtrace(op: Any, rel: float, budget: int, allow: bool, seed: int, start: int) -> tuple:
     sk = _Sketch(op, torch.Generator().manual_seed(int(seed)))
-    s_next = min(MIN_XTRACE, op.dim)
+    left = budget - (op.hvp_count - start)  # the determinism check may have spent some
+    s_next = max(2, min(MIN_XTRACE, op.dim, left // 2))
     while True:
         sk.grow(s_next - sk.Om.shape[1])
         s = sk.Om.shape[1]

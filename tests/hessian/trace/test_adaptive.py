@@ -69,6 +69,14 @@ def test_budget_is_never_exceeded_and_a_missed_target_says_so(method):
 
 
 @pytest.mark.parametrize("method", ["xtrace", "hutchinson"])
+def test_the_determinism_check_counts_against_the_budget(method):
+    op = MatrixOperator(decaying(150, power=0.5))
+    r = trace_to_stderr(op, rel_stderr=1e-4, method=method, max_products=16,
+                        allow_exact=False, check=True)  # fmt: skip
+    assert r.hvp_count == op.hvp_count <= 16 and not r.reached  # 2 of the 16 went to the check
+
+
+@pytest.mark.parametrize("method", ["xtrace", "hutchinson"])
 def test_switches_to_the_exact_trace_when_it_is_cheaper(method):
     H = exact("cnn-bn", "eval")  # dim well under what 1e-4 would cost stochastically
     op = MatrixOperator(H)
