@@ -39,3 +39,15 @@ def test_compare_pyhessian_runs_it_to_the_same_standard_error(
     ph = json.loads(out_json.read_text())["pyhessian"]
     assert ph["reached"] is True and ph["stderr"] <= 0.1 * abs(ph["trace"])
     assert ph["probes"] >= 10 and "same standard error" in ph["note"]
+
+
+def test_progress_shows_the_error_reached_and_quiet_silences_it(
+    cli_runner, cli_app, tmp_path, monkeypatch
+):
+    sd = _ckpt(tmp_path, monkeypatch, bn=False)
+    base = ["trace", str(sd), *PLAIN, "--rel-stderr", "0.05", "--no-check-determinism"]
+    r = cli_runner.invoke(cli_app, base)
+    assert r.exit_code == 0, r.output
+    assert "trace to 5%" in r.stderr and "stderr=" in r.stderr
+    r = cli_runner.invoke(cli_app, [*base, "--quiet"])
+    assert r.exit_code == 0 and "trace to" not in r.stderr and r.stdout == ""

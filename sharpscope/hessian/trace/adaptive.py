@@ -106,10 +106,14 @@ def trace_to_stderr(
     t0 = time.perf_counter()
     start = begin(op, check=check, seed=seed)
     budget = int(max_products)
-    if method == "hutchinson":
-        out = _hutchinson(op, rel_stderr, budget, allow_exact, seed, start)
-    else:
-        out = _xtrace(op, rel_stderr, budget, allow_exact, seed, start)
+    bar = _Bar(quiet, budget, rel_stderr, op, start)
+    try:
+        if method == "hutchinson":
+            out = _hutchinson(op, rel_stderr, budget, allow_exact, seed, start, bar)
+        else:
+            out = _xtrace(op, rel_stderr, budget, allow_exact, seed, start, bar)
+    finally:
+        bar.close()
     est, se, tr2, se2, samples, label, n = out
     return TraceResult(
         trace=est,
@@ -131,16 +135,49 @@ def trace_to_stderr(
     )
 
 
+class _Bar:
+    """Products spent against the budget, with the relative standard error reached so far
+    (stderr; silent when ``quiet`` and on the ranks other than 0)."""
+
+    def __init__(self, quiet: bool, budget: int, rel: float, op: Any, start: int) -> None:
+        from ...runtime.distributed import is_main
+
+        self.op, self.start, self.tqdm = op, start, None
+        if not quiet and is_main():
+            from tqdm.auto import tqdm
+
+            self.tqdm = tqdm(total=budget, desc=f"trace to {100 * rel:g}%", unit="hvp",
+                             leave=False, dynamic_ncols=True)  # fmt: skip
+
+    def tick(self, est: float, se: float) -> None:
+        if self.tqdm is not None:
+            self.tqdm.update(self.op.hvp_count - self.start - self.tqdm.n)
+            rel = se / abs(est) if est else math.inf
+            self.tqdm.set_postfix(stderr=f"{100 * rel:.2g}%")
+
+    def exact(self) -> None:
+        if self.tqdm is not None:
+            self.tqdm.set_description("exact trace")
+            self.tqdm.total += self.op.dim
+
+    def close(self) -> None:
+        if self.tqdm is not None:
+            self.tqdm.close()
+
+
 def _exact_pays(op: Any, spent: int, budget: int, more: float, allow: bool) -> bool:
     return allow and more > op.dim and spent + op.dim <= budget
 
 
-def _exact(op: Any) -> tuple:
+def _exact(op: Any, bar: _Bar) -> tuple:
+    bar.exact()
     tr, tr2 = exact_trace(op)
     return tr, 0.0, tr2, 0.0, [tr], "exact", op.dim
 
 
-def _hutchinson(op: Any, rel: float, budget: int, allow: bool, seed: int, start: int) -> tuple:
+def _hutchinson(
+    op: Any, rel: float, budget: int, allow: bool, seed: int, start: int, bar: _Bar
+) -> tuple:
     gen = torch.Generator().manual_seed(int(seed))
     b = max(1, int(getattr(op, "preferred_block", 1)))
     quad: list[torch.Tensor] = []
@@ -156,12 +193,13 @@ def _hutchinson(op: Any, rel: float, budget: int, allow: bool, seed: int, start:
         sq.append((HV * HV).sum(0))
         n += cols
         est, se = mean_stderr(torch.cat(quad))
+        bar.tick(est, se)
         if n >= MIN_HUTCHINSON and _met(est, se, rel):
             break
         spent = op.hvp_count - start
         more = _more_needed(n, est, se, rel) if n >= 3 * MIN_HUTCHINSON else 0.0
         if _exact_pays(op, spent, budget, more, allow):
-            return _exact(op)
+            return _exact(op, bar)
     q = torch.cat(quad)
     est, se = mean_stderr(q)
     tr2, se2 = mean_stderr(torch.cat(sq))
@@ -196,7 +234,9 @@ class _Sketch:
         self.Q = torch.cat([self.Q, q], 1)
 
 
-def _xtrace(op: Any, rel: float, budget: int, allow: bool, seed: int, start: int) -> tuple:
+def _xtrace(
+    op: Any, rel: float, budget: int, allow: bool, seed: int, start: int, bar: _Bar
+) -> tuple:
     sk = _Sketch(op, torch.Generator().manual_seed(int(seed)))
     left = budget - (op.hvp_count - start)  # the determinism check may have spent some
     s_next = max(2, min(MIN_XTRACE, op.dim, left // 2))
@@ -209,12 +249,13 @@ def _xtrace(op: Any, rel: float, budget: int, allow: bool, seed: int, start: int
         R = torch.triu(sk.Q.T @ sk.Y)
         ests = xtrace_estimates(sk.Om, sk.Q, R, sk.Z)
         est, se = mean_stderr(ests)
+        bar.tick(est, se)
         spent = op.hvp_count - start
         if _met(est, se, rel) or s >= op.dim:
             break
         more = _more_needed(2 * s, est, se, rel)
         if s >= 2 * MIN_XTRACE and _exact_pays(op, spent, budget, more, allow):
-            return _exact(op)
+            return _exact(op, bar)
         grow = max(4, min(s, math.ceil(1.1 * more / 2)))  # at most doubling per round
         grow = min(grow, (budget - spent) // 2, op.dim - s)
         if grow <= 0:
