@@ -7,7 +7,6 @@ Each takes the operator (its loss, parameters and shapes) and one batch.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 
 from ..errors import SharpscopeError
 from ..runtime.batches import input_bytes
+from ..runtime.device import available_memory
 from ..runtime.functional import probe_mode
 from .checks import _active_dropout
 
@@ -26,23 +26,6 @@ __all__ = [
     "vector_bytes",
     "RankShare",
 ]
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes free for new tensors on ``device`` (CUDA: ``mem_get_info``; CPU: MemAvailable)."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
 
 
 def forward_products(op: Any, batch: Any, rows: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,8 @@ be repaid within one grid).
 Several points at once: a small network's convolutions keep two OpenMP threads poorly
 busy, so on ``T`` threads the loop runs ``W = min(T, 4)`` workers (Python threads; torch
 releases the GIL in its kernels), each with its own copy of the model and ``T // W``
-threads. On the 2-core CPU that evaluated the small CNN 1.8x and ResNet-20 1.17x faster
+threads, and no more workers than half the free memory holds (a model copy plus the outputs
+of one forward of a batch each). On the 2-core CPU that evaluated the small CNN 1.8x and ResNet-20 1.17x faster
 than one worker with two threads. Every point is computed with the same ``T // W``
 threads whichever worker takes it, so a resumed grid gets the same numbers. A loss
 function that is not torch's or sharpscope's own is called from one thread only (it may
@@ -40,6 +41,7 @@ import torch
 from torch import nn
 
 from ..runtime.batches import call_model
+from ..runtime.device import available_memory
 from .fold import fold_batchnorm
 from .points import Batch, Params, _point_params, _tensors_of, evaluate_point
 
@@ -104,6 +106,28 @@ class _Copy:
         return evaluate_point(self.work, self.loop.loss_fn, self.loop.batches)
 
 
+def _worker_bytes(work: nn.Module, batch: Batch) -> int:
+    """Bytes one worker holds: its model copy plus every output of one forward of the batch
+    (measured with forward hooks; an upper bound of the activations alive at once)."""
+    total = [sum(t.numel() * t.element_size() for t in _tensors_of(work).values())]
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                total.append(t.numel() * t.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in work.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            call_model(work, batch)
+    except (RuntimeError, ValueError, TypeError):
+        pass  # the first point's check will find what is wrong
+    finally:
+        for h in handles:
+            h.remove()
+    return int(sum(total))
+
+
 def _own_loss(loss_fn: Callable) -> bool:
     """Whether ``loss_fn`` is torch's or sharpscope's (pure: safe to call from several threads)."""
     mod = getattr(loss_fn, "__module__", None) or type(loss_fn).__module__ or ""
@@ -137,6 +161,10 @@ class FastLoop:
         self.threads = max(1, torch.get_num_threads())
         alone = not self.copies or not _own_loss(loss_fn)
         self.workers = 1 if alone else min(self.threads, self.MAX_WORKERS)
+        if self.workers > 1:  # each worker holds a model copy and one batch's activations
+            per = _worker_bytes(self.copies[0].work, self.batches[0])
+            fits = available_memory(torch.device("cpu")) // max(2 * per, 1)
+            self.workers = max(1, min(self.workers, int(fits)))
 
     @property
     def work(self) -> nn.Module | None:

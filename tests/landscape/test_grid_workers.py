@@ -85,3 +85,16 @@ def test_a_users_loss_is_called_from_one_thread_only(two_threads):
     losses, _ = fast.chunk(np.array([[0.0, 0.0], [0.5, 0.5], [-1.0, 0.2]]), plain)
     assert fast.enabled and len(fast.copies) == 1
     assert torch.get_num_threads() == 2  # the loop restores the thread count
+
+
+def test_no_more_workers_than_half_the_free_memory_holds(two_threads, monkeypatch):
+    import sharpscope.landscape.fast as fast_mod
+
+    model = make_model("cnn", {"channels": [4, 6], "batchnorm": True}).eval()
+    per = fast_mod._worker_bytes(_loop(model).copies[0].work, _batches()[0])
+    params = sum(p.numel() * 4 for p in model.parameters())
+    assert per > params  # the copy and the activations of one batch
+    monkeypatch.setattr(fast_mod, "available_memory", lambda _dev: 3 * per)
+    assert _loop(model).workers == 1  # two workers would need 4x
+    monkeypatch.setattr(fast_mod, "available_memory", lambda _dev: 4 * per)
+    assert _loop(model).workers == 2
