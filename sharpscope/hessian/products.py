@@ -15,7 +15,7 @@ import torch
 from ..errors import SharpscopeError
 from ..runtime.batches import input_bytes
 from ..runtime.device import available_memory
-from ..runtime.functional import probe_mode
+from ..runtime.functional import forward_output_bytes, probe_mode
 from .checks import _active_dropout
 
 __all__ = [
@@ -97,21 +97,9 @@ def vector_bytes(op: Any) -> int:
     """Estimated bytes one vector of a forward-over-reverse ``vmap`` pass holds (see
     :meth:`HessianOperator.vector_bytes`), measured with forward hooks on the first batch."""
     batch = next(iter(op.batches()))
-    total = [input_bytes(batch)]
-
-    def hook(_m, _i, out):
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                total.append(t.numel() * t.element_size())
-
-    leaves = [m for m in op.model.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
-    try:
-        with torch.no_grad(), probe_mode(op.model, op.mode):
-            op._loss(op._params, batch)
-    finally:
-        for h in handles:
-            h.remove()
+    with torch.no_grad(), probe_mode(op.model, op.mode):
+        outputs = forward_output_bytes(op.model, lambda: op._loss(op._params, batch))
+    total = [input_bytes(batch), outputs]
     elem = torch.finfo(op.dtype).bits // 8
     return int(4 * sum(total) + 4 * op.dim * elem)
 

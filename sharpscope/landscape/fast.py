@@ -42,6 +42,7 @@ from torch import nn
 
 from ..runtime.batches import call_model
 from ..runtime.device import available_memory
+from ..runtime.functional import forward_output_bytes
 from .fold import fold_batchnorm
 from .points import Batch, Params, _point_params, _tensors_of, evaluate_point
 
@@ -109,23 +110,12 @@ class _Copy:
 def _worker_bytes(work: nn.Module, batch: Batch) -> int:
     """Bytes one worker holds: its model copy plus every output of one forward of the batch
     (measured with forward hooks; an upper bound of the activations alive at once)."""
-    total = [sum(t.numel() * t.element_size() for t in _tensors_of(work).values())]
-
-    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                total.append(t.numel() * t.element_size())
-
-    handles = [m.register_forward_hook(hook) for m in work.modules() if not list(m.children())]
+    own = sum(t.numel() * t.element_size() for t in _tensors_of(work).values())
     try:
         with torch.no_grad():
-            call_model(work, batch)
+            return own + forward_output_bytes(work, lambda: call_model(work, batch))
     except (RuntimeError, ValueError, TypeError):
-        pass  # the first point's check will find what is wrong
-    finally:
-        for h in handles:
-            h.remove()
-    return int(sum(total))
+        return own  # the first point's check will find what is wrong
 
 
 def _own_loss(loss_fn: Callable) -> bool:

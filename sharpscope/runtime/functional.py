@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -15,6 +15,7 @@ from torch.func import functional_call
 from ..errors import SharpscopeError
 
 __all__ = [
+    "forward_output_bytes",
     "select_parameters",
     "layer_groups",
     "preserved",
@@ -160,3 +161,22 @@ def unflatten_vector(vec: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[s
     if offset != vec.numel():
         raise SharpscopeError(f"vector has {vec.numel()} entries but the parameters have {offset}")
     return out
+
+
+def forward_output_bytes(model: nn.Module, run: Callable[[], Any]) -> int:
+    """Bytes of every tensor the leaf modules of ``model`` output while ``run()`` runs (forward
+    hooks): an upper bound of the activations one forward holds at once."""
+    total = [0]
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                total[0] += t.numel() * t.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return int(total[0])
